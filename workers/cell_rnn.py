@@ -1,0 +1,80 @@
+"""Any cell as a multi-layer recurrent ``nn.Module``, with the interface of ``nn.LSTM``.
+
+Tensors are time-major, like ``nn.LSTM``'s default and pytorch/examples ``word_language_model``:
+input ``(T, B, input_size)``, output ``(T, B, hidden_size)``, state ``(h, c)`` each ``(num_layers, B, hidden_size)``,
+zeros when not given.
+
+Each layer has ``input_proj = Linear(input_size, N*H)`` (with bias) and ``hidden_proj = Linear(H, N*H, bias=False)``;
+leaf i uses chunk i of both. The input projection runs once for all T steps; each step then does one recurrent
+matmul and the cell's straight-line step function (:mod:`workers.cell_code`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_spaces.cell import Cell
+from workers.cell_code import compile_step
+
+
+class CellLayer(nn.Module):
+    """One layer of a searched cell unrolled over time."""
+
+    def __init__(self, cell: Cell, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.cell = cell
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.input_proj = nn.Linear(input_size, cell.base * hidden_size)
+        self.hidden_proj = nn.Linear(hidden_size, cell.base * hidden_size, bias=False)
+        self._step = compile_step(cell)
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        h, c = state  # (B, H) each
+        x_proj = self.input_proj(x)  # (T, B, N*H), one matmul for all steps
+        w_hidden = self.hidden_proj.weight  # (N*H, H)
+        step = self._step
+        outputs = []
+        for x_t in x_proj.unbind(0):  # (B, N*H)
+            h, c = step(x_t, F.linear(h, w_hidden), c)
+            outputs.append(h)
+        return torch.stack(outputs), (h, c)  # (T, B, H)
+
+    def extra_repr(self) -> str:
+        return f"base={self.cell.base}, input_size={self.input_size}, hidden_size={self.hidden_size}"
+
+
+class CellRNN(nn.Module):
+    """Stacked :class:`CellLayer`s with optional dropout between layers (as ``nn.LSTM(dropout=...)``)."""
+
+    def __init__(self, cell: Cell, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers: {num_layers} is not allowed; use 1 or more")
+        self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
+        self.dropout = dropout
+        sizes = [input_size] + [hidden_size] * (num_layers - 1)
+        self.layers = nn.ModuleList(CellLayer(cell, s, hidden_size) for s in sizes)
+
+    def initial_state(self, batch_size: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zeros = like.new_zeros(self.num_layers, batch_size, self.hidden_size)
+        return zeros, zeros.clone()
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        if state is None:
+            state = self.initial_state(x.shape[1], x)
+        h0, c0 = state  # (L, B, H) each
+        hs, cs = [], []
+        out = x
+        for i, layer in enumerate(self.layers):
+            if i > 0 and self.dropout > 0:
+                out = F.dropout(out, self.dropout, self.training)
+            out, (h, c) = layer(out, (h0[i], c0[i]))
+            hs.append(h)
+            cs.append(c)
+        return out, (torch.stack(hs), torch.stack(cs))
