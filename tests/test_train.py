@@ -1,0 +1,104 @@
+"""Training one child without Ray: it learns, it is deterministic, it survives divergence."""
+
+import math
+
+import pytest
+import torch
+
+from search_spaces import Cell, Memory, Node, known_cell
+from workers.data import Corpus
+from workers.model import ModelConfig
+from workers.train import Budget, TrainConfig, split_hparams, train_child
+
+TEXT = "the cat sat on the mat. the dog sat on the log. a cat and a dog sat on a mat.\n"
+
+
+def tiny_corpus(repeats=40):
+    vocab = tuple(sorted(set(TEXT)))
+    ids = torch.tensor([vocab.index(ch) for ch in TEXT * repeats], dtype=torch.int64)
+    cut = len(ids) * 8 // 10
+    return Corpus("tiny", "char", vocab, ids[:cut], ids[cut:], ids[cut:])
+
+
+SMALL = ModelConfig(num_layers=1, hidden_size=32, dropout=0.0)
+FAST = TrainConfig(lr=5.0, batch_size=8, bptt=20, eval_batch_size=4)
+
+
+def test_training_lowers_validation_perplexity():
+    corpus = tiny_corpus()
+    reports = []
+    result = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=4), model_config=SMALL,
+                         train_config=TrainConfig(lr=10.0, batch_size=4, bptt=20, eval_batch_size=4), seed=0,
+                         on_epoch=reports.append)
+    assert result.status == "completed", result.message
+    assert [r.epoch for r in reports] == [1, 2, 3, 4] and result.epochs == 4
+    assert reports[-1].val_ppl < reports[0].val_ppl
+    # a model that learned nothing sits near the vocabulary size (uniform guessing)
+    assert result.val_ppl < corpus.vocab_size / 3
+    assert result.val_ppl == pytest.approx(min(r.val_ppl for r in reports))
+    assert result.params > 0 and result.train_seconds > 0
+    assert all(r.tokens_per_second > 0 for r in reports)
+
+
+def test_deterministic_under_a_seed():
+    corpus = tiny_corpus(20)
+    run = lambda seed: train_child(known_cell("nascell"), corpus, budget=Budget(epochs=2), model_config=SMALL,  # noqa: E731
+                                   train_config=FAST, seed=seed)
+    a, b, c = run(7), run(7), run(8)
+    assert [r.val_loss for r in a.history] == [r.val_loss for r in b.history]
+    assert [r.train_loss for r in a.history] == [r.train_loss for r in b.history]
+    assert [r.val_loss for r in a.history] != [r.val_loss for r in c.history]
+
+
+def test_divergence_ends_with_a_status_not_a_crash():
+    corpus = tiny_corpus(10)
+    # products of unbounded (identity) nodes with an absurd learning rate and no useful clipping blow up
+    explosive = Cell(2, (Node("elem_mult", "identity"),) * 3, Memory("add", "identity", 0, 2))
+    result = train_child(explosive, corpus, budget=Budget(epochs=3), model_config=SMALL,
+                         train_config=TrainConfig(lr=1e30, clip=1e30, optimizer="sgd", batch_size=8, bptt=20),
+                         seed=0)
+    assert result.status == "diverged"
+    assert "became" in result.message
+    assert result.epochs == 0 and math.isnan(result.val_ppl)
+
+
+def test_nan_in_the_middle_is_caught(monkeypatch):
+    corpus = tiny_corpus(10)
+    calls = {"n": 0}
+    original = torch.nn.CrossEntropyLoss.forward
+
+    def poisoned(self, logits, targets):
+        calls["n"] += 1
+        loss = original(self, logits, targets)
+        return loss * float("nan") if calls["n"] > 10 else loss
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    result = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=5), model_config=SMALL,
+                         train_config=FAST, seed=0)
+    assert result.status == "diverged" and "nan" in result.message
+
+
+def test_budget_caps_batches_and_eval_tokens():
+    corpus = tiny_corpus()
+    result = train_child(known_cell("lstm"), corpus, budget=Budget(epochs=1, max_batches=3, max_eval_tokens=200),
+                         model_config=SMALL, train_config=FAST)
+    assert result.history[0].train_tokens == 3 * 8 * 20
+
+
+def test_hyperparameters_route_to_their_config_and_unknown_names_fail():
+    m, t = split_hparams({"hidden_size": 64, "lr": 1.0, "num_layers": 1}, ModelConfig(), TrainConfig())
+    assert (m.hidden_size, m.num_layers, t.lr) == (64, 1, 1.0)
+    with pytest.raises(ValueError, match="unknown child hyperparameter.*colour.*searchable names"):
+        split_hparams({"colour": "red"}, ModelConfig(), TrainConfig())
+    with pytest.raises(ValueError, match="model.dropout"):
+        split_hparams({"dropout": 1.5}, ModelConfig(), TrainConfig())
+    with pytest.raises(ValueError, match="tie_weights"):
+        ModelConfig(hidden_size=64, embedding_size=32, tie_weights=True)
+
+
+def test_test_perplexity_of_best_weights():
+    corpus = tiny_corpus(20)
+    result = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=2), model_config=SMALL,
+                         train_config=FAST, evaluate_test=True)
+    # test split == valid split in this corpus, so test ppl equals the best validation ppl
+    assert result.test_ppl == pytest.approx(result.val_ppl, rel=1e-9)

@@ -1,0 +1,257 @@
+"""Training one child: truncated BPTT with the hidden state carried across windows, gradient clipping,
+validation perplexity each epoch. Plain Python, no Ray: the Ray trainable and ``nas train`` both call
+:func:`train_child`.
+
+Divergence (a training or validation loss that is NaN, infinite, or above :data:`DIVERGED_LOSS` so that
+perplexity overflows) ends training with ``status="diverged"`` and a message;
+it never raises. Other errors (out of memory, bad input) do raise: the caller records them.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from search_spaces.cell import Cell
+from workers.data import Corpus, batchify
+from workers.model import ChildLM, ModelConfig, State, build_child, count_parameters
+
+
+DIVERGED_LOSS = 700.0
+"""Mean cross-entropy (nats/token) above which a child counts as diverged: exp(700) is near the float64 limit,
+and uniform guessing over any real vocabulary stays below 20 nats."""
+
+
+def _diverged(loss: float) -> bool:
+    return not loss < DIVERGED_LOSS  # also true for NaN
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of a child. Defaults follow pytorch/examples word_language_model unless noted."""
+
+    lr: float = 20.0
+    """Initial learning rate (word_language_model: 20 with plain SGD)."""
+    optimizer: str = "sgd"
+    """"sgd" (word_language_model) or "adam"."""
+    lr_decay: float = 4.0
+    """Divide the learning rate by this when validation loss does not improve (word_language_model: 4)."""
+    clip: float = 0.25
+    """Gradient-norm clipping threshold (word_language_model: 0.25)."""
+    batch_size: int = 20
+    """Training batch size (Zaremba et al. 2014 and word_language_model: 20)."""
+    bptt: int = 35
+    """Truncated-BPTT window (Zaremba et al. 2014; Zoph & Le 2017: 35)."""
+    eval_batch_size: int = 10
+    """Batch size for validation/test perplexity (word_language_model: 10)."""
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"train.optimizer: {self.optimizer!r} is not one of sgd, adam")
+        for name in ("lr", "lr_decay", "clip"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or not math.isfinite(v):
+                raise ValueError(f"train.{name}: {v!r} is not allowed; use a positive number")
+        for name in ("batch_size", "bptt", "eval_batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"train.{name}: {v!r} is not allowed; use a whole number >= 1")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training a child gets. Every child of a search gets the same budget."""
+
+    epochs: int = 1
+    """Passes over the training data (or over ``max_batches`` of it)."""
+    max_batches: int | None = None
+    """Cap on BPTT windows per epoch (None: the whole training split)."""
+    max_eval_tokens: int | None = None
+    """Cap on validation tokens per evaluation (None: the whole validation split)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"budget.epochs: {self.epochs!r} is not allowed; use a whole number >= 1")
+        for name in ("max_batches", "max_eval_tokens"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"budget.{name}: {v!r} is not allowed; use a whole number >= 1 or leave it unset")
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What a child reports after each epoch."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_ppl: float
+    best_val_ppl: float
+    lr: float
+    train_tokens: int
+    train_seconds: float
+    """Seconds spent in training steps so far (evaluation excluded)."""
+    tokens_per_second: float
+    """Training throughput of this epoch."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of :func:`train_child`."""
+
+    status: str
+    """"completed" or "diverged"."""
+    val_ppl: float
+    """Best validation perplexity over the epochs run (NaN if none was measured)."""
+    epochs: int
+    """Epochs completed."""
+    params: int
+    train_seconds: float
+    message: str = ""
+    test_ppl: float = math.nan
+    """Test perplexity of the best-validation weights, when asked for (NaN otherwise)."""
+    history: tuple[EpochReport, ...] = ()
+
+
+def split_hparams(hparams: Mapping[str, Any], model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+    """Route each hyperparameter to the config that has a field of that name; unknown names are errors."""
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(hparams) - model_fields - train_fields)
+    if unknown:
+        raise ValueError(
+            f"unknown child hyperparameter(s) {', '.join(unknown)}; searchable names: "
+            f"{', '.join(sorted(model_fields | train_fields))}"
+        )
+    m = dataclasses.replace(model, **{k: v for k, v in hparams.items() if k in model_fields})
+    t = dataclasses.replace(train, **{k: v for k, v in hparams.items() if k in train_fields})
+    return m, t
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, else CUDA when present, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _detach(state: State) -> State:
+    return state[0].detach(), state[1].detach()
+
+
+def evaluate(model: ChildLM, data: torch.Tensor, bptt: int) -> float:
+    """Mean cross-entropy (nats/token) of ``model`` on batchified ``data`` (T, B)."""
+    model.eval()
+    total, count, state = 0.0, 0, None
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    with torch.no_grad():
+        for i in range(0, data.size(0) - 1, bptt):
+            n = min(bptt, data.size(0) - 1 - i)
+            inputs, targets = data[i : i + n], data[i + 1 : i + 1 + n]
+            logits, state = model(inputs, state)
+            total += loss_fn(logits.view(-1, model.vocab_size), targets.reshape(-1)).item()
+            count += targets.numel()
+    return total / max(count, 1)
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), inf when it overflows, NaN for NaN."""
+    if math.isnan(loss):
+        return math.nan
+    return math.exp(loss) if loss < 709.0 else math.inf
+
+
+def train_child(
+    cell: Cell,
+    corpus: Corpus,
+    hparams: Mapping[str, Any] | None = None,
+    budget: Budget = Budget(),
+    model_config: ModelConfig = ModelConfig(),
+    train_config: TrainConfig = TrainConfig(),
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    evaluate_test: bool = False,
+) -> TrainResult:
+    """Train a child LM with ``cell`` on ``corpus``; ``hparams`` override fields of the two configs.
+
+    Deterministic on CPU for a given seed (and thread count). ``on_epoch`` is called after every epoch.
+    """
+    mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
+    dev = pick_device(device)
+    torch.manual_seed(seed)
+    model = build_child(cell, corpus.vocab_size, mcfg).to(dev)
+    params = count_parameters(model)
+    train = batchify(corpus.train, tcfg.batch_size).to(dev)  # (T, B)
+    valid_tokens = corpus.valid if budget.max_eval_tokens is None else corpus.valid[: budget.max_eval_tokens]
+    valid = batchify(valid_tokens, tcfg.eval_batch_size).to(dev)
+    if tcfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=tcfg.lr)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+    loss_fn = nn.CrossEntropyLoss()
+
+    lr, best_loss, best_state = tcfg.lr, math.inf, None
+    train_seconds, history = 0.0, []
+
+    def result(status: str, message: str = "") -> TrainResult:
+        test_ppl = math.nan
+        if evaluate_test and best_state is not None and status == "completed":
+            model.load_state_dict(best_state)
+            test = batchify(corpus.test, tcfg.eval_batch_size).to(dev)
+            test_ppl = perplexity(evaluate(model, test, tcfg.bptt))
+        return TrainResult(status, perplexity(best_loss) if history else math.nan, len(history), params,
+                           train_seconds, message, test_ppl, tuple(history))
+
+    for epoch in range(1, budget.epochs + 1):
+        model.train()
+        state: State | None = None
+        loss_sum = torch.zeros((), device=dev)
+        tokens = batches = 0
+        start = time.perf_counter()
+        for i in range(0, train.size(0) - 1, tcfg.bptt):
+            if budget.max_batches is not None and batches >= budget.max_batches:
+                break
+            n = min(tcfg.bptt, train.size(0) - 1 - i)
+            inputs, targets = train[i : i + n], train[i + 1 : i + 1 + n]  # (n, B)
+            if state is not None:
+                state = _detach(state)
+            opt.zero_grad(set_to_none=True)
+            logits, state = model(inputs, state)
+            loss = loss_fn(logits.view(-1, corpus.vocab_size), targets.reshape(-1))
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip)
+            opt.step()
+            loss_sum += loss.detach()
+            tokens += targets.numel()
+            batches += 1
+            if batches % 25 == 0 and _diverged(loss_sum.item() / batches):  # one device sync per 25 steps
+                break
+        seconds = time.perf_counter() - start
+        train_seconds += seconds
+        train_loss = (loss_sum / max(batches, 1)).item()
+        if _diverged(train_loss):
+            return result("diverged", f"training loss became {train_loss} in epoch {epoch}")
+        val_loss = evaluate(model, valid, tcfg.bptt)
+        if _diverged(val_loss):
+            return result("diverged", f"validation loss became {val_loss} after epoch {epoch}")
+        if val_loss < best_loss:
+            best_loss = val_loss
+            best_state = copy.deepcopy(model.state_dict()) if evaluate_test else None
+        elif tcfg.optimizer == "sgd":
+            lr /= tcfg.lr_decay
+            for group in opt.param_groups:
+                group["lr"] = lr
+        report = EpochReport(epoch, train_loss, val_loss, perplexity(val_loss), perplexity(best_loss), lr, tokens,
+                             train_seconds, tokens / seconds if seconds > 0 else math.nan)
+        history.append(report)
+        if on_epoch is not None:
+            on_epoch(report)
+    return result("completed")
