@@ -1,0 +1,427 @@
+"""Results of a search: JSONL records appended by the driver, and the tables and plot built from them.
+
+A run folder ``results/<name>/`` holds two append-only record files, the source of truth:
+
+* ``children.jsonl``: one record per finished child (``trial_id``, ``index``, ``status``, ``val_ppl``, ``reward``,
+  ``params``, ``train_seconds``, ``epochs``, ``seed``, ``formula``, ``spec``, ``error``, ``finished_at``);
+* ``controller.jsonl``: one record per controller update (``step``, ``trial_ids``, ``controller/...`` diagnostics).
+
+After a crash and resume a trial or step may be recorded twice; the last record wins. A SIGKILL can leave a torn
+last line, which readers skip. Tables (``cells.csv``, ``cells.parquet``, ``controller.csv``) and ``progress.png``
+are derived by pure functions and rewritten atomically; they can always be rebuilt with :func:`write_tables`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from search_spaces import ChildSpec
+
+CHILDREN_FILE, CONTROLLER_FILE = "children.jsonl", "controller.jsonl"
+CELLS_CSV, CELLS_PARQUET, CONTROLLER_CSV, PROGRESS_PNG = "cells.csv", "cells.parquet", "controller.csv", "progress.png"
+
+LEAD_COLUMNS = {  # name -> dtype, before the hyperparameter columns
+    "rank": "Int64", "trial_id": "string", "index": "Int64", "status": "string", "val_ppl": "Float64",
+    "reward": "Float64", "params": "Int64", "train_seconds": "Float64", "epochs": "Int64",
+}
+TAIL_COLUMNS = {"formula": "string", "spec": "string", "error": "string", "seed": "Int64"}  # after them
+CONTROLLER_METRICS = ("reward", "baseline", "advantage", "entropy", "log_prob", "loss", "grad_norm")
+CONTROLLER_COLUMNS = {"step": "Int64", **{m: "Float64" for m in CONTROLLER_METRICS}, "trial_ids": "string"}
+DESCENDING = frozenset({"reward"})  # every other sortable column sorts ascending (lower is better)
+
+
+# ---- records: thin file I/O --------------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN/inf float (also inside dicts and lists) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):  # numpy scalars: plain Python values, then the same rule
+        return _finite(value.item())
+    return value
+
+
+def append_record(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Append ``record`` as one JSON line (NaN/inf written as null), flushed and fsynced.
+
+    A torn last line left by a killed writer is dropped first, so the new record starts on its own line.
+    """
+    path = Path(path)
+    line = json.dumps(_finite(dict(record)), allow_nan=False, separators=(",", ":")) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        if f.seek(0, os.SEEK_END) and not _ends_with_newline(path):
+            data = path.read_bytes()
+            tail_start = data.rfind(b"\n") + 1
+            if _parse(data[tail_start:]) is None:
+                f.truncate(tail_start)  # append mode: the next write lands at the new end
+            else:
+                f.write(b"\n")  # a whole record that only lacks its newline: keep it
+        f.write(line.encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _parse(raw: bytes) -> dict | None:
+    """The JSON object on one line, or None if the line is not one."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects in a JSONL file, in order; a missing file is []. An unparsable last line (torn by a kill)
+    is skipped with a warning; an unparsable line anywhere else raises ValueError naming the line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = [(n, raw) for n, raw in enumerate(path.read_bytes().split(b"\n"), 1) if raw.strip()]
+    records = []
+    for i, (n, raw) in enumerate(lines):
+        record = _parse(raw)
+        if record is not None:
+            records.append(record)
+        elif i == len(lines) - 1:
+            warnings.warn(f"{path}:{n}: skipped a torn last line (a write in progress or interrupted): {raw[:60]!r}", stacklevel=2)
+        else:
+            raise ValueError(
+                f"{path}:{n}: not a JSON object ({raw[:60]!r}); only a torn last line is skipped, "
+                "so repair or delete this line"
+            )
+    return records
+
+
+# ---- tables: pure functions over records -------------------------------------------------------------------------
+
+
+def _array(values: list, dtype: str | None, what: str) -> pd.api.extensions.ExtensionArray:
+    values = [_finite(v) for v in values]
+    if dtype is None:  # hyperparameters: keep the values' own type, nullable
+        kinds = {type(v) for v in values if v is not None}
+        dtype = ("boolean" if kinds == {bool} else "Int64" if kinds == {int} else
+                 "Float64" if kinds and kinds <= {int, float} else "string")
+        if dtype == "string" and kinds - {str}:  # mixed types: text, so that CSV and Parquet can hold them
+            values = [None if v is None else str(v) for v in values]
+    try:
+        return pd.array(values, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}: values {values[:5]} do not fit {dtype} ({e})") from None
+
+
+def _last_wins(records: Iterable[Mapping[str, Any]], key: str, what: str) -> list[Mapping[str, Any]]:
+    latest: dict[Any, Mapping[str, Any]] = {}
+    for r in records:
+        if r.get(key) is None:
+            raise ValueError(f"{what}: record without {key!r}: {json.dumps(_finite(dict(r)))[:120]}")
+        latest[r[key]] = r
+    return list(latest.values())
+
+
+def _hparam_column(name: str) -> str:
+    return f"hp.{name}" if name in LEAD_COLUMNS or name in TAIL_COLUMNS else name
+
+
+def children_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per child (last record of a trial_id wins), sorted by ``index``; nullable dtypes, NA = missing.
+
+    Columns: rank (1 = lowest val_ppl among completed children, NA for the rest), trial_id, index, status,
+    val_ppl, reward, params, train_seconds, epochs, one column per hyperparameter, formula, spec (compact JSON),
+    error, seed. A hyperparameter named like one of those columns gets an ``hp.`` prefix.
+    """
+    rows = _last_wins(records, "trial_id", "children")
+    if any(r.get("index") is None for r in rows):
+        raise ValueError("children: every record needs an 'index' (the order the child was sampled)")
+    rows.sort(key=lambda r: r["index"])
+    hp_names: dict[str, None] = {}  # ordered set, in order of first appearance
+    for r in rows:
+        hp_names.update(dict.fromkeys(((r.get("spec") or {}).get("hparams") or {})))
+
+    cols: dict[str, Any] = {}
+    for name, dtype in LEAD_COLUMNS.items():
+        if name != "rank":
+            cols[name] = _array([r.get(name) for r in rows], dtype, f"children.{name}")
+    for hp in hp_names:
+        values = [((r.get("spec") or {}).get("hparams") or {}).get(hp) for r in rows]
+        cols[_hparam_column(hp)] = _array(values, None, f"children.spec.hparams.{hp}")
+    cols["formula"] = _array([r.get("formula") or "" for r in rows], "string", "children.formula")
+    specs = [None if r.get("spec") is None else json.dumps(_finite(r["spec"]), separators=(",", ":")) for r in rows]
+    cols["spec"] = _array(specs, "string", "children.spec")
+    cols["error"] = _array([r.get("error") or "" for r in rows], "string", "children.error")
+    cols["seed"] = _array([r.get("seed") for r in rows], "Int64", "children.seed")
+
+    df = pd.DataFrame(cols)
+    df.insert(0, "rank", _ranks(df))
+    return df
+
+
+def _ranks(df: pd.DataFrame) -> pd.Series:
+    """1, 2, ... by val_ppl over completed children with a value (ties: lower index first); NA for the rest."""
+    ok = (df["status"] == "completed").fillna(False) & df["val_ppl"].notna()
+    order = df.loc[ok].sort_values(["val_ppl", "index"], kind="stable").index
+    rank = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    rank.loc[order] = range(1, len(order) + 1)
+    return rank
+
+
+def hparam_columns(df: pd.DataFrame) -> list[str]:
+    """The hyperparameter columns of a cells table: those between ``epochs`` and ``formula``."""
+    cols = list(df.columns)
+    return cols[cols.index("epochs") + 1 : cols.index("formula")]
+
+
+def controller_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per controller update (last record of a step wins), sorted by step; ``controller/`` prefix
+    stripped; ``trial_ids`` joined with ";". Empty (with the columns) for random search."""
+    rows = sorted(_last_wins(records, "step", "controller"), key=lambda r: r["step"])
+    cols = {"step": _array([r["step"] for r in rows], "Int64", "controller.step")}
+    for m in CONTROLLER_METRICS:
+        cols[m] = _array([r.get(f"controller/{m}") for r in rows], "Float64", f"controller.controller/{m}")
+    ids = [r.get("trial_ids") or [] for r in rows]
+    cols["trial_ids"] = _array([x if isinstance(x, str) else ";".join(map(str, x)) for x in ids], "string",
+                               "controller.trial_ids")
+    return pd.DataFrame(cols)
+
+
+# ---- run folders ---------------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_csv(path: Path, dtypes: Mapping[str, str]) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype=dict(dtypes), dtype_backend="numpy_nullable", keep_default_na=False,
+                     na_values=[""])
+    for name in ("formula", "error"):  # "" and missing look alike in CSV; these columns are "" when empty
+        if name in df:
+            df[name] = df[name].fillna("")
+    return df
+
+
+def _not_a_run(run_dir: Path) -> ValueError:
+    return ValueError(
+        f"{run_dir} is not a results folder of `nas search` (no {CHILDREN_FILE} or {CELLS_CSV}); "
+        "give the folder printed at the end of a search, e.g. results/<name>"
+    )
+
+
+def load_cells(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The cells table of a run: built from children.jsonl, else read from cells.parquet or cells.csv."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHILDREN_FILE).is_file():
+        return children_table(read_records(run_dir / CHILDREN_FILE))
+    if (run_dir / CELLS_PARQUET).is_file():
+        return pd.read_parquet(run_dir / CELLS_PARQUET)
+    if (run_dir / CELLS_CSV).is_file():
+        return _read_csv(run_dir / CELLS_CSV, {**LEAD_COLUMNS, **TAIL_COLUMNS})
+    raise _not_a_run(run_dir)
+
+
+def _load_controller(run_dir: Path) -> pd.DataFrame:
+    if not (run_dir / CONTROLLER_FILE).is_file() and (run_dir / CONTROLLER_CSV).is_file():
+        return _read_csv(run_dir / CONTROLLER_CSV, CONTROLLER_COLUMNS)
+    return controller_table(read_records(run_dir / CONTROLLER_FILE))
+
+
+def _existing_dir(run_dir: str | os.PathLike) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise _not_a_run(run_dir)
+    return run_dir
+
+
+def write_tables(run_dir: str | os.PathLike) -> list[Path]:
+    """Rebuild cells.csv, cells.parquet, controller.csv and progress.png from the run's JSONL records.
+
+    The folder must exist; missing record files mean no children / no controller updates yet.
+    """
+    run_dir = _existing_dir(run_dir)
+    cells = children_table(read_records(run_dir / CHILDREN_FILE))
+    controller = controller_table(read_records(run_dir / CONTROLLER_FILE))
+    return [
+        _atomic_write(run_dir / CELLS_CSV, lambda p: cells.to_csv(p, index=False)),
+        _atomic_write(run_dir / CELLS_PARQUET, lambda p: cells.to_parquet(p, index=False)),
+        _atomic_write(run_dir / CONTROLLER_CSV, lambda p: controller.to_csv(p, index=False)),
+        _write_progress(run_dir, cells, controller),
+    ]
+
+
+def spec_at_rank(run_dir: str | os.PathLike, rank: int = 1) -> ChildSpec:
+    """The spec of the ``rank``-th best completed child (by val_ppl) of a run."""
+    df = load_cells(run_dir)
+    n = int(df["rank"].notna().sum())
+    if not isinstance(rank, int) or rank < 1 or rank > n:
+        choice = f"give a rank from 1 to {n}" if n else "wait for a child to complete"
+        raise ValueError(f"rank {rank!r}: {run_dir} has {n} completed children with a val_ppl; {choice}")
+    spec = df.loc[df["rank"] == rank, "spec"].iloc[0]
+    if pd.isna(spec):
+        raise ValueError(f"rank {rank}: the record of this child has no spec")
+    return ChildSpec.from_json(spec)
+
+
+# ---- reading the results -------------------------------------------------------------------------------------------
+
+
+def summary_line(df: pd.DataFrame) -> str:
+    """E.g. ``12 children: 11 completed, 1 diverged, 0 failed; best val_ppl 123.45 (index 7)``."""
+    counts = df["status"].value_counts()
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("completed", "diverged", "failed")]
+    parts += [f"{int(c)} {s}" for s, c in counts.items() if s not in ("completed", "diverged", "failed")]
+    best = df.loc[df["rank"] == 1]
+    best_text = "no ranked child yet" if best.empty else (
+        f"best val_ppl {best['val_ppl'].iloc[0]:.2f} (index {best['index'].iloc[0]})")
+    return f"{len(df)} {'child' if len(df) == 1 else 'children'}: {', '.join(parts)}; {best_text}"
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if pd.isna(value) else format(value, spec)
+
+
+def leaderboard(df: pd.DataFrame, top: int = 5, sort: str = "val_ppl", width: int = 150) -> str:
+    """A one-line summary and a fixed-width table of the ``top`` children by ``sort`` (non-completed last)."""
+    hps = hparam_columns(df)
+    sortable = ["val_ppl", "reward", "params", "train_seconds", "index", "epochs", *hps]
+    if sort not in sortable:
+        raise ValueError(f"sort: {sort!r} is not a sortable column; choose from {', '.join(sortable)}")
+    if top < 1:
+        raise ValueError(f"top: {top} rows asked; give 1 or more")
+    done = (df["status"] == "completed").fillna(False)
+    ordered = df.assign(_later=~done).sort_values(
+        ["_later", sort, "index"], ascending=[True, sort not in DESCENDING, True], na_position="last", kind="stable")
+    rows = ordered.head(top)
+
+    table: dict[str, list[str]] = {
+        "rank": [_fmt(v, "d") for v in rows["rank"]], "index": [_fmt(v, "d") for v in rows["index"]],
+        "status": [_fmt(v, "s") for v in rows["status"]], "val_ppl": [_fmt(v, ".2f") for v in rows["val_ppl"]],
+        "reward": [_fmt(v, ".4g") for v in rows["reward"]], "params": [_fmt(v, ",d") for v in rows["params"]],
+        "train_seconds": [_fmt(v, ".1f") for v in rows["train_seconds"]],
+        **{hp: ["-" if pd.isna(v) else str(v) for v in rows[hp]] for hp in hps},
+    }
+    left = {"status"}
+    widths = {k: max(len(k), *(len(v) for v in vals)) if vals else len(k) for k, vals in table.items()}
+    room = max(20, min(60, width - sum(widths.values()) - 2 * len(widths)))
+    table["formula"] = [f if len(f) <= room else f[: room - 1] + "…" for f in rows["formula"].fillna("")]
+    widths["formula"] = max(len("formula"), *(len(f) for f in table["formula"])) if len(rows) else len("formula")
+    left.add("formula")
+
+    def line(cells: Mapping[str, str]) -> str:
+        return "  ".join(v.ljust(widths[k]) if k in left else v.rjust(widths[k]) for k, v in cells.items()).rstrip()
+
+    lines = [summary_line(df), line({k: k for k in table})]
+    lines += [line({k: vals[i] for k, vals in table.items()}) for i in range(len(rows))]
+    return "\n".join(lines)
+
+
+# ---- the progress plot ---------------------------------------------------------------------------------------------
+
+
+def plot_progress(run_dir: str | os.PathLike) -> Path:
+    """Write ``progress.png``: val_ppl per child with the running best, and the controller's reward, baseline
+    and entropy per update (or a note that this was a random search). Returns its path."""
+    run_dir = _existing_dir(run_dir)
+    has_cells = any((run_dir / f).is_file() for f in (CHILDREN_FILE, CELLS_PARQUET, CELLS_CSV))
+    cells = load_cells(run_dir) if has_cells else children_table([])
+    return _write_progress(run_dir, cells, _load_controller(run_dir))
+
+
+_MARKS = {"diverged": ("x", "tab:red"), "failed": ("X", "black"), "stopped": ("v", "tab:orange")}
+
+
+def _integer_x(ax: Any, x: np.ndarray) -> None:
+    """Whole-number ticks, and at least one unit of room, so that one point does not get a ±0.04 axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if np.isfinite(x).any():
+        lo, hi = np.nanmin(x), np.nanmax(x)
+        pad = max(0.5, 0.04 * (hi - lo))
+        ax.set_xlim(lo - pad, hi + pad)
+
+
+def _write_progress(run_dir: Path, cells: pd.DataFrame, controller: pd.DataFrame) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, without touching pyplot's global state
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 7), layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1)
+
+    index = cells["index"].to_numpy(dtype=float, na_value=np.nan)
+    ppl = cells["val_ppl"].to_numpy(dtype=float, na_value=np.nan)
+    done = (cells["status"] == "completed").fillna(False).to_numpy(dtype=bool) & np.isfinite(ppl)
+    top.set_title(summary_line(cells) if len(cells) else "no children yet", fontsize=10)
+    if not len(cells):
+        top.set_xticks([])
+        top.set_yticks([])
+    if done.any():
+        top.plot(index[done], ppl[done], "o", ms=4, color="tab:blue", label="completed")
+        top.step(index[done], np.fmin.accumulate(ppl[done]), where="post", color="tab:green", label="best so far")
+        lo, hi = ppl[done].min(), ppl[done].max()
+        if lo > 0 and hi / lo > 10:
+            top.set_yscale("log")
+    elif len(cells):
+        top.text(0.5, 0.5, "no completed child yet", transform=top.transAxes, ha="center", va="center")
+        top.set_yticks([])  # no perplexity to show: no made-up scale either
+    for status, (marker, color) in _MARKS.items():
+        mask = (cells["status"] == status).fillna(False).to_numpy(dtype=bool)
+        if mask.any():  # at the top edge: these children have no perplexity to place them by
+            top.plot(index[mask], np.full(mask.sum(), 0.97), marker, color=color, ms=7, clip_on=False,
+                     transform=top.get_xaxis_transform(), label=f"{status} ({mask.sum()})")
+    _integer_x(top, index)
+    top.set_xlabel("child (order sampled)")
+    top.set_ylabel("validation perplexity")
+    if len(cells):
+        top.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1, 0.92))
+
+    if controller.empty:
+        bottom.text(0.5, 0.5, "no controller updates (random search, or none yet)", transform=bottom.transAxes,
+                    ha="center", va="center")
+        bottom.set_xticks([])
+        bottom.set_yticks([])
+    else:
+        step = controller["step"].to_numpy(dtype=float, na_value=np.nan)
+        series = {m: controller[m].to_numpy(dtype=float, na_value=np.nan) for m in ("reward", "baseline", "entropy")}
+        handles = bottom.plot(step, series["reward"], ".-", color="tab:blue", label="reward")
+        handles += bottom.plot(step, series["baseline"], "-", color="tab:gray", label="baseline")
+        twin = bottom.twinx()
+        handles += twin.plot(step, series["entropy"], "--", color="tab:purple", label="entropy")
+        twin.set_ylabel("entropy")
+        bottom.set_ylabel("reward")
+        _integer_x(bottom, step)
+        bottom.set_xlabel("controller update")
+        bottom.legend(handles=handles, fontsize=8, loc="best")
+
+    return _atomic_write(run_dir / PROGRESS_PNG, lambda p: fig.savefig(p, format="png", dpi=100))
