@@ -1,0 +1,284 @@
+"""The controller (sampling, teacher-forced scoring) and REINFORCE (reward, EMA baseline, learning a toy task)."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+
+import pytest
+import torch
+
+from nas.controller import Controller, ControllerConfig, Sample
+from nas.reinforce import EMABaseline, make_optimizer, reinforce_step, reward_of
+from search_spaces.cell import CellSpace, Decision
+from search_spaces.hparams import LayerSpace
+from search_spaces.space import SearchSpace
+
+SPACE = SearchSpace(cell=CellSpace(8), layers=LayerSpace.of({"num_layers": [1, 2], "dropout": [0.0, 0.1, 0.3]}))
+
+
+def make_controller(seed: int = 0, **overrides) -> Controller:
+    torch.manual_seed(seed)
+    return Controller(SPACE.decisions, ControllerConfig(**overrides))
+
+
+def manual_scores(c: Controller, actions: list[int]) -> tuple[list[float], list[float]]:
+    """Per-step log-probs and entropies recomputed by hand from the controller's modules."""
+    units = c.config.lstm_units
+    h = [torch.zeros(1, units) for _ in c.lstm]
+    cs = [torch.zeros(1, units) for _ in c.lstm]
+    x = c.start
+    log_probs, entropies = [], []
+    with torch.no_grad():
+        for d, a in zip(c.decisions, actions):
+            k = c.kinds.index(d.kind)
+            for i, cell in enumerate(c.lstm):
+                h[i], cs[i] = cell(x, (h[i], cs[i]))
+                x = h[i]
+            logits = c.heads[k](x)[0]
+            logits = c.config.tanh_constant * torch.tanh(logits / c.config.temperature)
+            probs = torch.softmax(logits, dim=-1)
+            assert probs.shape == (d.size,)
+            log_probs.append(math.log(probs[a].item()))
+            entropies.append(-(probs * probs.log()).sum().item())
+            x = c.embeddings[k](torch.tensor([a]))
+    return log_probs, entropies
+
+
+# ---- sampling -------------------------------------------------------------------------------------------
+
+
+def test_sample_log_prob_and_entropy_match_teacher_forcing_and_a_manual_recomputation():
+    c = make_controller()
+    s = c.sample(torch.Generator().manual_seed(0))
+    assert isinstance(s, Sample) and len(s.actions) == len(SPACE.decisions)
+    assert s.log_prob.shape == () and s.entropy.shape == ()
+    assert s.log_prob.requires_grad and s.entropy.requires_grad
+
+    log_prob, entropy = c.evaluate(s.actions)
+    assert torch.allclose(log_prob, s.log_prob, atol=1e-6) and torch.allclose(entropy, s.entropy, atol=1e-6)
+
+    step_log_probs, step_entropies = manual_scores(c, s.actions)
+    assert s.log_prob.item() == pytest.approx(sum(step_log_probs), abs=1e-4)
+    assert s.entropy.item() == pytest.approx(sum(step_entropies), abs=1e-4)
+    assert all(lp < 0 for lp in step_log_probs)
+    # Each step's entropy is at most log(number of choices).
+    assert all(0 < h <= math.log(d.size) + 1e-6 for h, d in zip(step_entropies, SPACE.decisions))
+
+
+def test_evaluate_scores_other_actions_differently_and_is_differentiable():
+    c = make_controller()
+    a = c.sample(torch.Generator().manual_seed(1)).actions
+    b = c.sample(torch.Generator().manual_seed(2)).actions
+    assert a != b
+    lp_a, _ = c.evaluate(a)
+    lp_b, _ = c.evaluate(b)
+    assert lp_a.item() == pytest.approx(sum(manual_scores(c, a)[0]), abs=1e-4)
+    assert lp_b.item() == pytest.approx(sum(manual_scores(c, b)[0]), abs=1e-4)
+    lp_a.backward()
+    # Everything trains except the embedding of the last decision's kind ("hp.dropout" occurs only last, and
+    # nothing reads its feedback).
+    untrained = {name for name, p in c.named_parameters() if p.grad is None or not p.grad.any()}
+    assert untrained == {f"embeddings.{c.kinds.index('hp.dropout')}.weight"}
+
+
+def test_sampling_uses_only_the_given_generator():
+    c = make_controller()
+    torch.manual_seed(123)
+    first = c.sample(torch.Generator().manual_seed(7)).actions
+    torch.manual_seed(456)  # the global RNG must not matter
+    again = c.sample(torch.Generator().manual_seed(7)).actions
+    other = c.sample(torch.Generator().manual_seed(8)).actions
+    assert first == again
+    assert first != other
+
+
+def test_actions_are_in_range_and_decode_to_a_child():
+    c = make_controller()
+    g = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        actions = c.sample(g).actions
+        assert all(isinstance(a, int) and 0 <= a < d.size for a, d in zip(actions, SPACE.decisions))
+        SPACE.decode(actions)  # a valid point of the space
+    greedy = c.greedy()
+    assert all(0 <= a < d.size for a, d in zip(greedy, SPACE.decisions))
+
+
+def test_heads_and_embeddings_are_shared_per_kind():
+    c = make_controller()
+    kinds = {d.kind for d in SPACE.decisions}
+    assert set(c.kinds) == kinds
+    assert len(c.heads) == len(c.embeddings) == len(kinds)
+    sizes = {d.kind: d.size for d in SPACE.decisions}
+    for kind, head, emb in zip(c.kinds, c.heads, c.embeddings):
+        assert head.out_features == sizes[kind] and emb.num_embeddings == sizes[kind]
+
+
+def test_controller_rejects_a_kind_with_two_sizes_and_bad_actions():
+    bad = [Decision("a", "comb", ("x", "y")), Decision("b", "comb", ("x", "y", "z"))]
+    with pytest.raises(ValueError, match="kind 'comb'"):
+        Controller(bad, ControllerConfig())
+    c = make_controller()
+    with pytest.raises(ValueError, match="decisions"):
+        c.evaluate([0, 1])
+    with pytest.raises(ValueError, match=r"actions\[1\]"):
+        c.evaluate([0, 4] + [0] * (len(SPACE.decisions) - 2))
+
+
+def test_state_dict_round_trip_and_mismatched_space():
+    c = make_controller(seed=0)
+    fresh = make_controller(seed=1)
+    fresh.load_state_dict(c.state_dict())
+    assert fresh.sample(torch.Generator().manual_seed(5)).actions == c.sample(torch.Generator().manual_seed(5)).actions
+    # Same shapes, other meaning: a base-8 space whose hyperparameters are reordered.
+    other = SearchSpace(cell=CellSpace(8), layers=LayerSpace.of({"dropout": [0.0, 0.1, 0.3], "num_layers": [1, 2]}))
+    with pytest.raises(ValueError, match="decision 34"):
+        Controller(other.decisions, ControllerConfig()).load_state_dict(c.state_dict())
+
+
+# ---- reward and baseline --------------------------------------------------------------------------------
+
+
+def test_reward_of():
+    paper = ControllerConfig()
+    enas = ControllerConfig(reward="c/ppl")
+    assert reward_of(40.0, "completed", paper) == pytest.approx(0.05)
+    assert reward_of(40.0, "completed", enas) == pytest.approx(2.0)
+    for status in ("failed", "diverged", "stopped"):
+        assert reward_of(40.0, status, paper) == 0.0
+    for ppl in (math.nan, math.inf, -math.inf, 0.0, -3.0, 1e-200):
+        assert reward_of(ppl, "completed", paper) == 0.0
+    # Broken children never beat working ones.
+    assert reward_of(1e6, "completed", paper) > reward_of(math.nan, "completed", paper)
+    with pytest.raises(ValueError, match="status"):
+        reward_of(40.0, "ok", paper)
+
+
+def test_ema_baseline_arithmetic():
+    b = EMABaseline(decay=0.5)
+    assert b.value is None
+    assert b.update(1.0) == (1.0, 0.0)  # the first reward initialises b = 1
+    assert b.value == 1.0
+    assert b.update(2.0) == (1.0, 1.0)  # advantage against b before: 2 - 1; then b = 0.5*1 + 0.5*2
+    assert b.value == 1.5
+    assert b.update(4.0) == (1.5, 2.5)  # then b = 0.5*1.5 + 0.5*4
+    assert b.value == 2.75
+
+    restored = EMABaseline(decay=0.9)
+    restored.load_state_dict(b.state_dict())
+    assert restored == b
+    with pytest.raises(ValueError, match="reward"):
+        b.update(math.nan)
+    with pytest.raises(ValueError, match="baseline.decay"):
+        EMABaseline(decay=1.0)
+
+
+def test_reinforce_step_diagnostics_and_direction():
+    c = make_controller(temperature=None, tanh_constant=None, lr=1e-2)
+    cfg = c.config
+    opt = make_optimizer(c, cfg)
+    baseline = EMABaseline(cfg.baseline_decay, value=0.5)
+    actions = c.sample(torch.Generator().manual_seed(0)).actions
+    before = c.evaluate(actions)[0].item()
+    stats = reinforce_step(c, opt, baseline, [(actions, 1.0)], cfg)
+    assert set(stats) == {
+        "controller/reward", "controller/baseline", "controller/advantage", "controller/entropy",
+        "controller/log_prob", "controller/loss", "controller/grad_norm",
+    }
+    assert stats["controller/reward"] == 1.0
+    assert stats["controller/baseline"] == 0.5
+    assert stats["controller/advantage"] == 0.5
+    assert stats["controller/log_prob"] == pytest.approx(before, abs=1e-5)
+    assert all(math.isfinite(v) for v in stats.values()) and stats["controller/grad_norm"] > 0
+    assert baseline.value == pytest.approx(0.95 * 0.5 + 0.05 * 1.0)
+    assert c.evaluate(actions)[0].item() > before  # a positive advantage makes the child more likely
+    with pytest.raises(ValueError, match="batch"):
+        reinforce_step(c, opt, baseline, [], cfg)
+    value = baseline.value
+    with pytest.raises(ValueError, match=r"batch\[1\]: reward nan"):
+        reinforce_step(c, opt, baseline, [(actions, 1.0), (actions, math.nan)], cfg)
+    assert baseline.value == value  # nothing moved
+
+
+def test_reinforce_learns_a_target_architecture():
+    # Toy reward: the fraction of decisions equal to a fixed random target, over a base-4 cell + 2 hparams
+    # (20 decisions). Heads are shared per kind, so the LSTM must learn where in the sequence it is; without an
+    # entropy bonus the policy collapses onto each kind's majority target first and stalls there (~0.55-0.85),
+    # hence the bonus, a raised learning rate and 16 children per update. Seeds 0-5 all reach >= 0.95 here.
+    space = SearchSpace(cell=CellSpace(4), layers=LayerSpace.of({"num_layers": [1, 2], "dropout": [0.0, 0.1, 0.3]}))
+    rng = random.Random(0)
+    target = [rng.randrange(d.size) for d in space.decisions]
+
+    def match(actions: list[int]) -> float:
+        return sum(a == t for a, t in zip(actions, target)) / len(target)
+
+    torch.manual_seed(0)
+    cfg = ControllerConfig(lr=0.02, entropy_weight=0.05)  # default temperature 5 and tanh constant 2.5
+    c = Controller(space.decisions, cfg)
+    opt = make_optimizer(c, cfg)
+    baseline = EMABaseline(cfg.baseline_decay)
+    g = torch.Generator().manual_seed(0)
+    start = match(c.greedy())
+    for _ in range(300):
+        with torch.no_grad():
+            children = c.sample_many(g, 16)
+        stats = reinforce_step(c, opt, baseline, [(s.actions, match(s.actions)) for s in children], cfg)
+    assert start < 0.6
+    assert match(c.greedy()) >= 0.9
+
+
+def test_per_decision_heads_learn_from_one_child_per_update():
+    """share_heads=False: the asynchronous setting (one child per update, default entropy) learns a target."""
+    space = SearchSpace(cell=CellSpace(4), layers=LayerSpace.of({"num_layers": [1, 2], "dropout": [0.0, 0.1, 0.3]}))
+    rng = random.Random(1)
+    target = [rng.randrange(d.size) for d in space.decisions]
+
+    def match(actions: list[int]) -> float:
+        return sum(a == t for a, t in zip(actions, target)) / len(target)
+
+    torch.manual_seed(0)
+    cfg = ControllerConfig(lr=0.01, share_heads=False)
+    c = Controller(space.decisions, cfg)
+    assert len(c.heads) == len(space.decisions)
+    opt = make_optimizer(c, cfg)
+    baseline = EMABaseline(cfg.baseline_decay)
+    g = torch.Generator().manual_seed(0)
+    start = match(c.greedy())
+    for _ in range(300):
+        with torch.no_grad():
+            s = c.sample(g)
+        reinforce_step(c, opt, baseline, [(s.actions, match(s.actions))], cfg)
+    assert start < 0.6
+    assert match(c.greedy()) >= 0.9
+
+
+# ---- config ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lstm_layers", 0), ("lstm_units", 2.5), ("temperature", 0.0), ("tanh_constant", -1.0),
+        ("entropy_weight", -1e-4), ("lr", math.nan), ("baseline_decay", 1.0), ("baseline_decay", -0.1),
+        ("reward", "1/ppl"), ("reward_constant", 0), ("grad_clip", math.inf), ("update_every", 0),
+        ("init_range", 0.0), ("lstm_layers", True),
+    ],
+)
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=rf"controller\.{field}: {re.escape(repr(value))}"):
+        ControllerConfig(**{field: value})
+
+
+def test_config_from_dict():
+    cfg = ControllerConfig.from_dict({"lstm_units": 100, "lstm_layers": 1, "reward": "c/ppl", "temperature": None})
+    assert (cfg.lstm_units, cfg.lstm_layers, cfg.reward, cfg.temperature) == (100, 1, "c/ppl", None)
+    assert ControllerConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"unknown key\(s\) learning_rate; allowed: lstm_layers, .*lr"):
+        ControllerConfig.from_dict({"learning_rate": 1e-3})
+
+
+def test_defaults_follow_the_papers():
+    cfg = ControllerConfig()
+    assert (cfg.lstm_layers, cfg.lstm_units, cfg.reward, cfg.reward_constant) == (2, 35, "c/ppl^2", 80.0)
+    assert (cfg.temperature, cfg.tanh_constant, cfg.lr) == (5.0, 2.5, 6e-4)
