@@ -120,6 +120,17 @@ class TrainResult:
     history: tuple[EpochReport, ...] = ()
 
 
+@dataclass(frozen=True)
+class ChildSettings:
+    """What every child of a search shares: fixed model sizes, optimisation and budget."""
+
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    budget: Budget = Budget()
+    device: str | None = None
+    """None: CUDA when the worker has it, else CPU."""
+
+
 def split_hparams(hparams: Mapping[str, Any], model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
     """Route each hyperparameter to the config that has a field of that name; unknown names are errors."""
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}

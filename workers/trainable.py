@@ -1,0 +1,63 @@
+"""The Ray Tune entry point for one child: a function trainable around :func:`workers.train.train_child`.
+
+The corpus and the shared settings arrive through ``tune.with_parameters`` (Ray's object store), so a worker on a
+remote node needs no files. Each epoch is reported with ``status="running"``; a final report carries the outcome
+(``completed``, ``diverged`` or ``failed`` with the error text). Errors inside training are caught and reported,
+so one bad child never takes the search down; a dead worker process is Ray's to retry.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from search_spaces.space import ChildSpec
+from workers.data import Corpus
+from workers.train import ChildSettings, EpochReport, train_child
+
+METRIC = "val_ppl"
+"""What the searcher minimises: validation perplexity (best over the child's epochs)."""
+
+
+def _assigned() -> dict[str, float]:
+    """The resources Ray reserved for this trial ({} outside Ray)."""
+    try:
+        return dict(ray.get_runtime_context().get_assigned_resources())
+    except Exception:  # noqa: BLE001 - not inside a Ray worker
+        return {}
+
+
+def train_trial(config: dict[str, Any], corpus: Corpus, settings: ChildSettings) -> None:
+    """Train the child described by ``config["spec"]`` and report to Tune."""
+    started = time.time()
+    assigned = _assigned()
+    # torch threads = CPUs Ray reserved (at least 1); reset every time, as reuse_actors shares the process
+    torch.set_num_threads(max(1, int(assigned.get("CPU", os.cpu_count() or 1))))
+    common = {"index": config.get("index", -1), "started_at": started, "pid": os.getpid(),
+              "node_ip": ray.util.get_node_ip_address() if ray.is_initialized() else "",
+              "cpus": assigned.get("CPU", 0.0), "gpus": assigned.get("GPU", 0.0)}
+
+    def on_epoch(r: EpochReport) -> None:
+        tune.report({**common, "status": "running", METRIC: r.val_ppl, "epoch": r.epoch, "train_loss": r.train_loss,
+                     "val_loss": r.val_loss, "tokens_per_second": r.tokens_per_second,
+                     "train_seconds": r.train_seconds})
+
+    try:
+        spec = ChildSpec.from_dict(config["spec"])
+        result = train_child(spec.cell, corpus, spec.hparams.as_dict(), settings.budget, settings.model,
+                             settings.train, seed=int(config.get("seed", 0)), device=settings.device,
+                             on_epoch=on_epoch)
+        final = {"status": result.status, METRIC: result.val_ppl, "params": result.params,
+                 "train_seconds": result.train_seconds, "epochs": result.epochs, "error": result.message}
+    except Exception as e:  # noqa: BLE001 - any error in a child is recorded, never fatal to the search
+        tb = traceback.format_exc(limit=-3)
+        final = {"status": "failed", METRIC: math.nan, "params": None, "train_seconds": None, "epochs": 0,
+                 "error": f"{type(e).__name__}: {e}\n{tb}"}
+    tune.report({**common, **final, "finished_at": time.time()})
