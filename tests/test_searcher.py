@@ -1,0 +1,114 @@
+"""The Ray Tune Searcher contract, exercised directly (no Ray runtime needed): suggestions decode, results of
+every shape are recorded, the controller learns from each finished child, and save -> fresh restore -> continue
+gives the same search as never stopping."""
+
+import math
+
+import pytest
+import torch
+
+from nas.controller import ControllerConfig
+from nas.results import read_records
+from nas.searcher import ControllerSearcher, RandomSearcher, child_seed
+from search_spaces import CellSpace, LayerSpace, SearchSpace
+
+SPACE = SearchSpace(CellSpace(4), LayerSpace.of({"num_layers": [1, 2], "hidden_size": [16, 32]}))
+
+
+def done(ppl, status="completed"):
+    return {"val_ppl": ppl, "status": status, "params": 123, "train_seconds": 1.5, "epochs": 1}
+
+
+@pytest.fixture(params=[ControllerSearcher, RandomSearcher])
+def searcher_cls(request):
+    return request.param
+
+
+def test_suggest_gives_decodable_children_in_order(tmp_path, searcher_cls):
+    s = searcher_cls(SPACE, tmp_path, seed=3)
+    configs = [s.suggest(f"t{i}") for i in range(5)]
+    assert [c["index"] for c in configs] == list(range(5))
+    assert [c["seed"] for c in configs] == [child_seed(3, i) for i in range(5)]
+    for c in configs:
+        spec = SPACE.decode(SPACE.encode(__import__("search_spaces").ChildSpec.from_dict(c["spec"])))
+        assert spec.cell.base == 4 and set(spec.hparams) == {"num_layers", "hidden_size"}
+    assert s.metric == "val_ppl" and s.mode == "min"
+
+
+def test_results_of_every_shape_are_recorded(tmp_path):
+    s = ControllerSearcher(SPACE, tmp_path, seed=0)
+    for i in range(6):
+        s.suggest(f"t{i}")
+    s.on_trial_complete("t0", done(50.0))
+    s.on_trial_complete("t1", done(float("nan")))  # completed but NaN -> failed
+    s.on_trial_complete("t2", None, error=True)  # Ray error, no result
+    s.on_trial_complete("t3", {"val_ppl": float("nan"), "status": "diverged", "error": "loss became nan"})
+    s.on_trial_complete("t4", {"val_ppl": 80.0, "status": "running"})  # stopped before its final report
+    s.on_trial_complete("t0", done(10.0))  # duplicate completion: ignored
+    s.on_trial_complete("nope", done(10.0))  # never suggested: ignored
+    rows = {r["trial_id"]: r for r in read_records(tmp_path / "children.jsonl")}
+    assert set(rows) == {"t0", "t1", "t2", "t3", "t4"}
+    assert rows["t0"]["status"] == "completed" and rows["t0"]["reward"] == pytest.approx(80 / 50**2)
+    assert rows["t1"]["status"] == "failed" and rows["t1"]["reward"] == 0.0 and "non-finite" in rows["t1"]["error"]
+    assert rows["t2"]["status"] == "failed" and rows["t2"]["reward"] == 0.0 and rows["t2"]["error"]
+    assert rows["t3"]["status"] == "diverged" and rows["t3"]["reward"] == 0.0 and "nan" in rows["t3"]["error"]
+    assert rows["t4"]["status"] == "stopped" and rows["t4"]["reward"] is None  # NaN is stored as null
+    # every measured child (not the stopped one) updated the controller once, in order
+    updates = read_records(tmp_path / "controller.jsonl")
+    assert [u["step"] for u in updates] == [1, 2, 3, 4] and s.step == 4
+    assert [u["trial_ids"] for u in updates] == [["t0"], ["t1"], ["t2"], ["t3"]]
+    assert updates[0]["controller/reward"] == pytest.approx(0.032)
+    assert all(math.isfinite(u["controller/loss"]) for u in updates)
+    assert s.live == {"t5": s.live["t5"]}
+
+
+def test_update_every_m_children(tmp_path):
+    s = ControllerSearcher(SPACE, tmp_path, ControllerConfig(update_every=3), seed=0)
+    for i in range(7):
+        s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", done(40.0 + i))
+    assert s.step == 2 and len(s.pending) == 1
+    assert [u["trial_ids"] for u in read_records(tmp_path / "controller.jsonl")] == [["t0", "t1", "t2"], ["t3", "t4", "t5"]]
+
+
+def test_controller_weights_change_with_each_update(tmp_path):
+    s = ControllerSearcher(SPACE, tmp_path, seed=0)
+    before = [p.detach().clone() for p in s.controller.parameters()]
+    s.suggest("a"), s.suggest("b")
+    s.on_trial_complete("a", done(30.0))  # first reward: initialises the baseline, advantage 0
+    s.on_trial_complete("b", done(90.0))
+    after = list(s.controller.parameters())
+    assert any(not torch.equal(x, y) for x, y in zip(before, after))
+
+
+def test_save_fresh_restore_continue_with_a_pending_trial(tmp_path, searcher_cls):
+    a = searcher_cls(SPACE, tmp_path / "a", seed=5)
+    for i in range(3):
+        a.suggest(f"t{i}")
+    a.on_trial_complete("t0", done(40.0))
+    a.on_trial_complete("t1", done(60.0))
+    ckpt = tmp_path / "state.pkl"
+    a.save(str(ckpt))
+    assert not list(tmp_path.glob("state.pkl.tmp*"))  # written atomically, no temp left behind
+
+    b = searcher_cls(SPACE, tmp_path / "a", seed=999)  # a fresh object, different seed: state must win
+    b.restore(str(ckpt))
+    assert b.live == a.live and b.next_index == a.next_index and "t2" in b.live
+    # both continue identically: the pending trial completes, then new children are suggested
+    for s in (a, b):
+        s.on_trial_complete("t2", done(50.0))
+    assert a.suggest("t3") == b.suggest("t3")
+    assert a.suggest("t4") == b.suggest("t4")
+    if searcher_cls is ControllerSearcher:
+        assert a.step == b.step == 3
+        for x, y in zip(a.controller.parameters(), b.controller.parameters()):
+            assert torch.equal(x, y)
+        assert a.baseline.value == b.baseline.value
+        assert a.optimizer.state_dict()["state"].keys() == b.optimizer.state_dict()["state"].keys()
+
+
+def test_restore_rejects_state_of_another_kind(tmp_path):
+    a = RandomSearcher(SPACE, tmp_path, seed=0)
+    a.save(str(tmp_path / "s.pkl"))
+    with pytest.raises(ValueError, match="another kind"):
+        ControllerSearcher(SPACE, tmp_path, seed=0).restore(str(tmp_path / "s.pkl"))
