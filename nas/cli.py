@@ -72,6 +72,64 @@ def cmd_data_download(args: argparse.Namespace) -> None:
         print(path)
 
 
+def cmd_search(args: argparse.Namespace) -> None:
+    from nas.config import SearchConfig, config_from_dict, load_config
+    from nas.search import load_run_config, run_search
+
+    overrides = {
+        "name": args.name, "trials": args.trials, "concurrency": args.concurrency,
+        "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "algo": args.algo,
+        "seed": args.seed, "results_dir": args.results_dir, "address": args.address,
+        "data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level,
+    }
+    if args.resume:
+        allowed = {"results_dir", "address"}
+        given = [k for k, v in overrides.items() if v is not None and k not in allowed] + (["config"] if args.config else [])
+        if given:
+            flags = ", ".join("--" + k.split(".")[-1].replace("_", "-") for k in given)
+            raise UserError(f"--resume continues {args.resume!r} with the settings it was started with; drop {flags}")
+        cfg = load_run_config(args.results_dir or "results", args.resume)
+        if args.address:
+            cfg = config_from_dict({**cfg.to_dict(), "address": args.address})
+        outcome = run_search(cfg, resume=True)
+    else:
+        cfg = load_config(args.config, overrides) if args.config else config_from_dict(
+            {k: v for k, v in _nest(overrides).items()})
+        outcome = run_search(cfg, resume=False)
+    if outcome.finished == 0:
+        raise UserError("no child finished; see the Ray trial folders in " + str(outcome.run_dir))
+
+
+def _nest(flat: dict) -> dict:
+    """{"data.dataset": x, "trials": 3} -> {"data": {"dataset": x}, "trials": 3}, dropping unset (None) values."""
+    from nas.config import merge_overrides
+
+    return merge_overrides({}, flat)
+
+
+def cmd_results(args: argparse.Namespace) -> None:
+    from nas.results import leaderboard, load_cells, plot_progress
+
+    cells = load_cells(args.dir)
+    print(leaderboard(cells, top=args.top, sort=args.sort))
+    if args.plot:
+        print(f"plot written to {plot_progress(args.dir)}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from nas.export import write_export
+    from nas.results import spec_at_rank
+
+    if Path(args.source).is_dir():
+        spec = spec_at_rank(args.source, args.rank)
+    else:
+        if args.rank != 1:
+            raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
+        _, spec = load_spec(args.source)
+    py, js = write_export(spec, args.out, class_name=args.class_name)
+    print(f"wrote {py}\nwrote {js}")
+
+
 def _power_of_two(text: str) -> int:
     try:
         v = int(text)
@@ -82,9 +140,17 @@ def _power_of_two(text: str) -> int:
     return v
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where to look, exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"nas: error: {message}; see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nas", description="Neural architecture search for recurrent cells.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="nas", description="Neural architecture search for recurrent cells.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     show = sub.add_parser("show", help="print a cell's formula")
     show.add_argument("cell", nargs="?", help=f"a known cell ({', '.join(KNOWN_CELLS)}) or a spec JSON file")
@@ -94,6 +160,37 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print the cell's JSON instead of its formula")
     show.add_argument("--actions", action="store_true", help="also print the controller's action list")
     show.set_defaults(func=cmd_show)
+
+    search = sub.add_parser("search", help="search for a recurrent cell (with no options: the built-in default)")
+    search.add_argument("--config", metavar="FILE", help="TOML file with the search settings (flags override it)")
+    search.add_argument("--name", help="experiment name (default: search-<date>-<time>)")
+    search.add_argument("--trials", type=int, help="children to train in total (default 16)")
+    search.add_argument("--concurrency", type=int, help="children training at once (default 2)")
+    search.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
+    search.add_argument("--gpus-per-trial", type=float, help="GPUs per child; 0.25 packs four per GPU (default 0)")
+    search.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
+    search.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
+    search.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
+    search.add_argument("--algo", choices=["reinforce", "random"], help="the controller or the random baseline")
+    search.add_argument("--seed", type=int, help="seed of the controller and of every child (default 0)")
+    search.add_argument("--results-dir", help="folder of experiments (default ./results)")
+    search.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://host:10001 (default: local)")
+    search.add_argument("--resume", metavar="NAME", help="continue the experiment NAME where it stopped")
+    search.set_defaults(func=cmd_search)
+
+    results = sub.add_parser("results", help="leaderboard of a search's children")
+    results.add_argument("dir", help="a results folder, e.g. results/<name>")
+    results.add_argument("--top", type=int, default=5, help="rows to show (default 5)")
+    results.add_argument("--sort", default="val_ppl", help="column to sort by (default val_ppl)")
+    results.add_argument("--plot", action="store_true", help="also (re)write progress.png")
+    results.set_defaults(func=cmd_results)
+
+    export = sub.add_parser("export", help="write a cell as a standalone PyTorch module")
+    export.add_argument("source", help="a results folder, a spec JSON file, or a known cell name")
+    export.add_argument("--out", required=True, help="the .py file to write (its spec JSON goes next to it)")
+    export.add_argument("--rank", type=int, default=1, help="which child of a results folder (default 1, the best)")
+    export.add_argument("--class-name", default="SearchedCell", help="name of the cell class (default SearchedCell)")
+    export.set_defaults(func=cmd_export)
 
     data = sub.add_parser("data", help="inspect or download corpora")
     dsub = data.add_subparsers(dest="data_command", required=True)
@@ -110,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed as one line
+        return int(e.code or 0)
     try:
         args.func(args)
     except (UserError, ValueError, OSError) as e:

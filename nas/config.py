@@ -1,0 +1,264 @@
+"""The configuration of a search: one frozen dataclass per component, read from TOML and/or CLI flags.
+
+A TOML file mirrors :class:`SearchConfig`: top-level keys for the run, then one table per component::
+
+    name = "ptb-base8"
+    trials = 200
+    concurrency = 8
+    gpus_per_trial = 0.25
+
+    [data]
+    dataset = "ptb"
+    data_dir = "/data/ptb"
+
+    [space]
+    base = 8
+    [space.layers]          # the layer hyperparameters the controller decides
+    num_layers = [1, 2]
+    hidden_size = [200, 400]
+
+    [model]   # fixed child sizes (workers.model.ModelConfig)
+    [train]   # child optimisation (workers.train.TrainConfig)
+    [budget]  # per-child budget (workers.train.Budget)
+    [controller]  # nas.controller.ControllerConfig
+
+Unknown keys, wrong types and out-of-range values are errors that name the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from nas.controller import ControllerConfig
+from search_spaces.cell import CellSpace
+from search_spaces.hparams import LayerSpace
+from search_spaces.space import SearchSpace
+from workers.data import BUNDLED, LEVELS
+from workers.download import DATASETS
+from workers.model import ModelConfig
+from workers.train import Budget, ChildSettings, TrainConfig
+
+ALGOS = ("reinforce", "random")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which corpus children train on."""
+
+    dataset: str = "shakespeare"
+    """A bundled corpus (shakespeare), ptb or wikitext-2 (with data_dir), or a directory of split files."""
+    data_dir: str | None = None
+    """Directory holding ptb/wikitext-2 files (see `nas data download`)."""
+    level: str = "auto"
+    """"word", "char", or "auto" (char for the bundled corpus, word for directories)."""
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"data.level: {self.level!r} is not one of {', '.join(LEVELS)}")
+        if self.dataset in DATASETS and not self.data_dir:
+            raise ValueError(
+                f"data.dataset: {self.dataset} needs a directory with its files; pass --data-dir DIR "
+                f"(fetch them with `nas data download {self.dataset} DIR`)"
+            )
+
+    @property
+    def source(self) -> str:
+        """What to hand to ``workers.data.load_corpus``."""
+        if self.dataset in BUNDLED and not self.data_dir:
+            return self.dataset
+        return self.data_dir or self.dataset
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The search space: cell base and the layer hyperparameters the controller decides."""
+
+    base: int = 8
+    """Leaves of the cell tree (Zoph & Le 2017 searched base 8)."""
+    layers: Mapping[str, tuple] = field(
+        default_factory=lambda: {"num_layers": (1, 2), "hidden_size": (64, 128), "dropout": (0.0, 0.1)}
+    )
+    """Name -> allowed values; names are fields of [model] or [train]."""
+
+    def __post_init__(self) -> None:
+        CellSpace(self.base)  # validates base
+        layer_space = LayerSpace.of(self.layers)  # validates the choices
+        # every name must be something a child understands, and every choice must be a valid value
+        from workers.train import split_hparams
+
+        for name, values in layer_space.choices:
+            for v in values:
+                try:
+                    split_hparams({name: v}, ModelConfig(), TrainConfig())
+                except ValueError as e:
+                    raise ValueError(f"space.layers.{name}: {e}") from None
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace(CellSpace(self.base), LayerSpace.of(self.layers))
+
+
+def default_name() -> str:
+    return "search-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything a search needs. Defaults are the built-in default run: bundled corpus, local Ray, CPU."""
+
+    name: str = field(default_factory=default_name)
+    """Experiment name; results go to <results_dir>/<name>/."""
+    trials: int = 16
+    """Children to train in total."""
+    concurrency: int = 2
+    """Children training at once (max_concurrent_trials)."""
+    cpus_per_trial: float = 1.0
+    """CPUs reserved per child; torch uses that many threads."""
+    gpus_per_trial: float = 0.0
+    """GPUs per child; a fraction packs several children on one GPU (0.25 -> four per GPU)."""
+    algo: str = "reinforce"
+    """"reinforce" (the controller) or "random" (the baseline every NAS claim is measured against)."""
+    seed: int = 0
+    """Seeds the controller's sampling and every child's training."""
+    results_dir: str = "results"
+    """Folder holding one sub-folder per experiment."""
+    address: str | None = None
+    """Ray cluster to join ("auto", "ray://host:10001", ...); None starts a local Ray."""
+    max_failures: int = 2
+    """Retries of a child whose worker died (Ray FailureConfig); errors inside training are not retried."""
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, hidden_size=128, dropout=0.1))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5.0, batch_size=32, eval_batch_size=32))
+    budget: Budget = field(default_factory=lambda: Budget(epochs=1, max_batches=100, max_eval_tokens=20000))
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\") or self.name in (".", ".."):
+            raise ValueError(f"name: {self.name!r} is not allowed; use a plain folder name like my-search")
+        if self.trials < 1:
+            raise ValueError(f"trials: {self.trials} is not allowed; use 1 or more")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency: {self.concurrency} is not allowed; use 1 or more")
+        if not self.cpus_per_trial > 0:
+            raise ValueError(f"cpus_per_trial: {self.cpus_per_trial} is not allowed; use a positive number")
+        if not (self.gpus_per_trial >= 0 and (self.gpus_per_trial <= 1 or float(self.gpus_per_trial).is_integer())):
+            raise ValueError(
+                f"gpus_per_trial: {self.gpus_per_trial} is not allowed; use 0, a fraction up to 1, or a whole number"
+            )
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo: {self.algo!r} is not one of {', '.join(ALGOS)}")
+        if self.max_failures < 0:
+            raise ValueError(f"max_failures: {self.max_failures} is not allowed; use 0 or more")
+        # the fixed model config combined with any searched choice must be valid (e.g. tie_weights sizes)
+        self.space.search_space()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.results_dir).resolve() / self.name
+
+    def child_settings(self) -> ChildSettings:
+        return ChildSettings(self.model, self.train, self.budget)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["space"]["layers"] = {k: list(v) for k, v in self.space.layers.items()}
+        return d
+
+
+# ---- reading TOML tables into dataclasses ---------------------------------------------------------------------
+
+_SECTIONS = {"data": DataConfig, "space": SpaceConfig, "model": ModelConfig, "train": TrainConfig,
+             "budget": Budget, "controller": ControllerConfig}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the field type ``tp`` (int, float, str, bool, X | None); ints pass as floats."""
+    options = typing.get_args(tp) if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union else (tp,)
+    if type(None) in options and (value is None or value == "none"):
+        return None  # TOML has no null: the string "none" disables an optional setting
+    for opt in options:
+        if opt is bool and isinstance(value, bool):
+            return value
+        if opt is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                break
+            return float(value)
+        if opt is str and isinstance(value, str):
+            return value
+    wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
+    raise ValueError(f"{key}: {value!r} is not a valid {wanted}")
+
+
+def _build(cls: type, table: Any, section: str) -> Any:
+    prefix = f"{section}." if section else ""
+    if not isinstance(table, dict):
+        raise ValueError(f"[{section}]: expected a table of settings, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise ValueError(f"{prefix}{unknown[0]}: unknown setting; allowed in {f'[{section}]' if section else 'the top level'}: "
+                         f"{', '.join(names)}")
+    kwargs = {}
+    for key, value in table.items():
+        if cls is SpaceConfig and key == "layers":
+            if not isinstance(value, dict):
+                raise ValueError(f"space.layers: expected a table of name = [choices], got {value!r}")
+            kwargs[key] = value
+        elif cls is SearchConfig and key in _SECTIONS:
+            kwargs[key] = _build(_SECTIONS[key], value, key)
+        else:
+            kwargs[key] = _coerce(prefix + key, value, hints[key])
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        msg = str(e)
+        raise ValueError(msg if msg.startswith(prefix) or not section else f"{msg}") from None
+
+
+def config_from_dict(d: Mapping[str, Any]) -> SearchConfig:
+    """A SearchConfig from a TOML-shaped dict; raises ValueError naming the first bad key."""
+    return _build(SearchConfig, dict(d), "")
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
+    """Read a TOML file and apply top-level ``overrides`` (e.g. from CLI flags)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file {p} does not exist; check the path given to --config")
+    try:
+        d = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{p}: not valid TOML ({e})") from None
+    return config_from_dict(merge_overrides(d, overrides or {}))
+
+
+def merge_overrides(d: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply dotted-key overrides (``{"data.dataset": "ptb", "trials": 4}``) to a TOML-shaped dict."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        head, _, tail = key.partition(".")
+        if tail:
+            section = out.setdefault(head, {})
+            if not isinstance(section, dict):
+                raise ValueError(f"{head}: expected a table, got {section!r}")
+            section[tail] = value
+        else:
+            out[head] = value
+    return out

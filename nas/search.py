@@ -1,0 +1,232 @@
+"""Running a search on Ray Tune: local or on a cluster, fresh or resumed, with progress on the console.
+
+``run_search`` validates everything first (config, data, the experiment folder, the cluster's resources), then
+hands a searcher and the child trainable to a ``tune.Tuner``. When Tune returns (all children done, or Ctrl-C)
+it writes the tables and plot, exports the best cell and returns a :class:`SearchOutcome`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+# Keep Ray's console quiet; must be set before ray is imported.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from nas.config import SearchConfig, config_from_dict  # noqa: E402
+from nas.export import write_export  # noqa: E402
+from nas.results import leaderboard, load_cells, spec_at_rank, write_tables  # noqa: E402
+from nas.searcher import ControllerSearcher, NasSearcher, RandomSearcher  # noqa: E402
+from workers.data import Corpus, load_corpus  # noqa: E402
+from workers.download import DATASETS, verify  # noqa: E402
+from workers.trainable import METRIC, train_trial  # noqa: E402
+
+CONFIG_FILE = "config.json"
+
+
+class SearchError(ValueError):
+    """A search cannot start; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    run_dir: Path
+    finished: int
+    """Children with a final record (completed, diverged, failed or stopped)."""
+    interrupted: bool
+    best_export: Path | None
+    leaderboard: str
+
+
+class Progress(tune.Callback):
+    """One console line per finished child: done / running / best so far."""
+
+    def __init__(self, total: int, out: Callable[[str], None]) -> None:
+        self.total, self.out = total, out
+        self.best: tuple[float, int] | None = None
+        self.done = 0
+
+    def _line(self, trials, trial, status: str, ppl: float | None) -> None:
+        self.done += 1
+        running = sum(1 for t in trials if t.status == "RUNNING" and t is not trial)
+        index = trial.config.get("index", "?")
+        if status == "completed" and ppl is not None and (self.best is None or ppl < self.best[0]):
+            self.best = (ppl, index)
+        got = f"val_ppl {ppl:8.2f}" if status == "completed" and ppl is not None else f"{status:>16}"
+        best = f"best {self.best[0]:.2f} (child {self.best[1]})" if self.best else "best -"
+        self.out(f"[{self.done:>3}/{self.total}] child {index:>3} {got}   running {running}   {best}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        r = trial.last_result or {}
+        self._line(trials, trial, r.get("status", "stopped"), r.get(METRIC))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._line(trials, trial, "failed", None)
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Tune's default flattens the whole spec into the name)."""
+    return f"child_{trial.config.get('index', 0):04d}_{trial.trial_id}"
+
+
+def _check_run_dir(cfg: SearchConfig, resume: bool) -> None:
+    if resume:
+        load_run_config(cfg.results_dir, cfg.name)  # raises when there is nothing to resume
+    elif cfg.run_dir.exists():
+        raise SearchError(f"an experiment named {cfg.name!r} already exists in {cfg.run_dir.parent}; "
+                          f"continue it with `nas search --resume {cfg.name}` or choose another --name")
+
+
+def load_run_config(results_dir: str | os.PathLike, name: str) -> SearchConfig:
+    """The config an existing experiment was started with (for --resume)."""
+    path = Path(results_dir).resolve() / name / CONFIG_FILE
+    if not path.is_file():
+        existing = sorted(p.parent.name for p in Path(results_dir).resolve().glob(f"*/{CONFIG_FILE}"))
+        raise SearchError(f"no experiment named {name!r} in {Path(results_dir).resolve()}; check the name given to "
+                          f"--resume (existing: {', '.join(existing) or 'none'})")
+    d = json.loads(path.read_text())
+    d["results_dir"] = str(results_dir)
+    return config_from_dict(d)
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _cluster_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) that ``address`` points at; for "auto", the running local cluster's, or None."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "")
+        if not address:
+            current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+            address = current.read_text().strip() if current.is_file() else ""
+        if not address:
+            return None
+    address = address.removeprefix("ray://")
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SearchError(f"--address {address!r} is not host:port, ray://host:port or auto; "
+                          "use the address `ray start --head` printed")
+    return host, int(port)
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on an unreachable cluster: ray.init would otherwise retry for minutes."""
+    endpoint = _cluster_endpoint(address)
+    if endpoint is None:
+        raise SearchError("--address auto: no running Ray cluster found on this machine; start one with "
+                          "`ray start --head`, or leave --address out to run locally")
+    try:
+        socket.create_connection(endpoint, timeout=5).close()
+    except OSError as e:
+        raise SearchError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); check the address "
+                          "and that the head node is up (`ray status`), or leave --address out to run locally") from None
+
+
+def _init_ray(cfg: SearchConfig) -> None:
+    if ray.is_initialized():
+        return
+    if cfg.address:
+        _check_reachable(cfg.address)
+    kwargs = dict(log_to_driver=False, logging_level="ERROR", include_dashboard=False, configure_logging=True)
+    try:
+        if cfg.address:
+            ray.init(address=cfg.address, **kwargs)
+        else:
+            ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise SearchError(f"cannot connect to the Ray cluster at {cfg.address!r} ({str(e).splitlines()[0]}); "
+                          "check the address, or leave --address out to run locally") from None
+
+
+def _check_resources(cfg: SearchConfig) -> None:
+    res = ray.cluster_resources()
+    if cfg.cpus_per_trial > res.get("CPU", 0):
+        raise SearchError(f"cpus_per_trial={cfg.cpus_per_trial} but the Ray cluster has {res.get('CPU', 0):g} CPUs; "
+                          "lower --cpus-per-trial")
+    if cfg.gpus_per_trial > res.get("GPU", 0):
+        raise SearchError(f"gpus_per_trial={cfg.gpus_per_trial} but the Ray cluster has {res.get('GPU', 0):g} GPUs; "
+                          "use --gpus-per-trial 0 or add GPU nodes")
+
+
+def _make_searcher(cfg: SearchConfig) -> NasSearcher:
+    space = cfg.space.search_space()
+    if cfg.algo == "random":
+        return RandomSearcher(space, cfg.run_dir, cfg.controller, seed=cfg.seed)
+    return ControllerSearcher(space, cfg.run_dir, cfg.controller, seed=cfg.seed)
+
+
+def _trainable(cfg: SearchConfig, corpus: Corpus):
+    with_data = tune.with_parameters(train_trial, corpus=corpus, settings=cfg.child_settings())
+    return tune.with_resources(with_data, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+
+
+def prepare(cfg: SearchConfig, resume: bool = False) -> Corpus:
+    """Every check that needs no Ray: the experiment folder and the data. Raises SearchError/ValueError."""
+    _check_run_dir(cfg, resume)
+    if cfg.data.dataset in DATASETS:
+        verify(cfg.data.dataset, cfg.data.source)  # a known corpus must be byte-exact (SHA-256)
+    return load_corpus(cfg.data.source, cfg.data.level)
+
+
+def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], None] = print) -> SearchOutcome:
+    """Run (or resume) a search to its trial budget, then write tables, plot and the best cell's export."""
+    corpus = prepare(cfg, resume)
+    run_dir = cfg.run_dir
+    _init_ray(cfg)
+    _check_resources(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _write_json_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
+    out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {cfg.concurrency} at a time, "
+        f"algo {cfg.algo}, data {cfg.data.source} ({corpus.level}, vocab {corpus.vocab_size}), results in {run_dir}")
+
+    run_config = tune.RunConfig(
+        name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
+        callbacks=[Progress(cfg.trials, out)],
+        failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+    )
+    trainable = _trainable(cfg, corpus)
+    start = time.time()
+    if resume:
+        tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=_make_searcher(cfg), num_samples=cfg.trials,
+                                        max_concurrent_trials=cfg.concurrency, reuse_actors=True,
+                                        metric=METRIC, mode="min", trial_dirname_creator=trial_dirname,
+                                        trial_name_creator=trial_dirname),
+            run_config=run_config,
+        )
+    tuner.fit()
+    elapsed = time.time() - start
+
+    write_tables(run_dir)
+    cells = load_cells(run_dir)
+    finished = len(cells)
+    interrupted = finished < cfg.trials
+    best_export = None
+    if (cells["status"] == "completed").any():
+        best_export, _ = write_export(spec_at_rank(run_dir, 1), run_dir / "best_cell.py")
+    board = leaderboard(cells, top=5)
+    out(f"\n{board}\n")
+    out(f"{finished} children in {elapsed:.0f} s; tables and plot in {run_dir}")
+    if best_export:
+        out(f"best cell exported to {best_export}")
+    if interrupted:
+        out(f"stopped before the budget ({finished}/{cfg.trials} children); continue with "
+            f"`nas search --resume {cfg.name}" + (f" --results-dir {cfg.results_dir}`" if cfg.results_dir != "results" else "`"))
+    return SearchOutcome(run_dir, finished, interrupted, best_export, board)

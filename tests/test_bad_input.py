@@ -1,0 +1,128 @@
+"""Every user-facing input is checked before any work starts: one clear line naming the problem and the fix,
+exit code 2, no traceback, nothing written."""
+
+import json
+import os
+
+import pytest
+
+from nas.cli import main
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    """A workspace: cwd is tmp_path, results go to tmp_path/results, a valid tiny corpus in tmp_path/corpus."""
+    monkeypatch.chdir(tmp_path)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split in ("train", "valid", "test"):
+        (corpus / f"{split}.txt").write_text("a b c d e f\n" * 20)
+    return tmp_path
+
+
+def fails(capsys, argv, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def search_with(ws, capsys, toml, *needles, extra=()):
+    (ws / "c.toml").write_text(toml)
+    fails(capsys, ["search", "--config", "c.toml", "--results-dir", "results", *extra], *needles)
+    assert not (ws / "results").exists(), "nothing may be written on bad input"
+
+
+@pytest.mark.parametrize("toml, needles", [
+    ("trials = 4\ncolour = 'red'\n", ["colour", "unknown setting", "allowed"]),
+    ("[train]\nlearning_rate = 1.0\n", ["train.learning_rate", "unknown setting", "lr"]),
+    ("trials = 'many'\n", ["trials", "'many'", "int"]),
+    ("trials = 0\n", ["trials: 0", "1 or more"]),
+    ("concurrency = -1\n", ["concurrency"]),
+    ("cpus_per_trial = 0\n", ["cpus_per_trial", "positive"]),
+    ("gpus_per_trial = 1.5\n", ["gpus_per_trial", "fraction"]),
+    ("algo = 'evolution'\n", ["algo", "reinforce, random"]),
+    ("name = 'a/b'\n", ["name", "plain folder name"]),
+    ("[space]\nbase = 3\n", ["base", "power of two"]),
+    ("[space.layers]\nhidden_size = []\n", ["hidden_size", "empty"]),
+    ("[space.layers]\nwidth = [1, 2]\n", ["width", "unknown child hyperparameter"]),
+    ("[space.layers]\ndropout = [0.1, 1.5]\n", ["dropout", "[0, 1)"]),
+    ("[space.layers]\nhidden_size = 64\n", ["hidden_size", "list"]),
+    ("[model]\ntie_weights = true\nembedding_size = 32\n", ["tie_weights", "embedding_size"]),
+    ("[budget]\nepochs = 0\n", ["budget.epochs"]),
+    ("[train]\noptimizer = 'lbfgs'\n", ["optimizer", "sgd, adam"]),
+    ("[controller]\nreward = 'accuracy'\n", ["reward"]),
+    ("[controller]\nlstm_units = 0\n", ["lstm_units"]),
+    ("[data]\ndataset = 'ptb'\n", ["ptb", "--data-dir", "nas data download"]),
+    ("[data]\nlevel = 'byte'\n", ["level", "word"]),
+    ("trials = nan\n", ["trials"]),
+    ("trials = [\n", ["not valid TOML"]),
+])
+def test_bad_config_file(ws, capsys, toml, needles):
+    search_with(ws, capsys, toml, *needles)
+
+
+def test_missing_config_file(ws, capsys):
+    fails(capsys, ["search", "--config", "nope.toml"], "nope.toml", "does not exist", "--config")
+
+
+def test_bad_flags(ws, capsys):
+    fails(capsys, ["search", "--trials", "many"], "--trials", "invalid int")
+    fails(capsys, ["search", "--algo", "evolution"], "--algo", "reinforce")
+    fails(capsys, ["search", "--gpus-per-trial", "-1"], "gpus_per_trial")
+    fails(capsys, ["search", "--resume", "x", "--trials", "5"], "--resume", "drop --trials")
+    fails(capsys, ["bogus"], "invalid choice")
+    assert not (ws / "results").exists()
+
+
+def test_data_paths(ws, capsys):
+    fails(capsys, ["search", "--dataset", str(ws / "missing")], "missing")
+    (ws / "empty_dir").mkdir()
+    fails(capsys, ["search", "--dataset", str(ws / "empty_dir")], "train.txt")
+    (ws / "corpus" / "valid.txt").write_text("")
+    fails(capsys, ["search", "--dataset", str(ws / "corpus")], "valid.txt", "empty")
+    ptb = ws / "ptb"
+    ptb.mkdir()
+    for split in ("train", "valid", "test"):
+        (ptb / f"ptb.{split}.txt").write_text(" a b c\n")
+    fails(capsys, ["search", "--dataset", "ptb", "--data-dir", str(ptb)], "sha256", "nas data download ptb")
+    assert not (ws / "results").exists()
+
+
+def test_experiment_names(ws, capsys):
+    fails(capsys, ["search", "--resume", "never-ran"], "never-ran", "--resume")
+    run = ws / "results" / "taken"
+    run.mkdir(parents=True)
+    before = sorted(os.listdir(run))
+    fails(capsys, ["search", "--name", "taken", "--dataset", str(ws / "corpus")], "already exists", "--resume taken")
+    assert sorted(os.listdir(run)) == before
+
+
+def test_unreachable_cluster(ws, capsys):
+    fails(capsys, ["search", "--address", "127.0.0.1:1", "--dataset", str(ws / "corpus")], "cannot reach", "127.0.0.1:1")
+    fails(capsys, ["search", "--address", "nonsense", "--dataset", str(ws / "corpus")], "host:port")
+    assert not (ws / "results").exists()
+
+
+def test_spec_files(ws, capsys):
+    (ws / "bad.json").write_text("{not json")
+    fails(capsys, ["show", "bad.json"], "bad.json", "malformed JSON")
+    (ws / "invalid.json").write_text(json.dumps({"base": 8, "nodes": [["add", "gelu"]] * 15, "memory": None}))
+    fails(capsys, ["show", "invalid.json"], "cell.nodes[0].act", "gelu")
+    fails(capsys, ["export", "invalid.json", "--out", "x.py"], "gelu")
+    fails(capsys, ["export", "nascell", "--out", "x.txt"], ".py")
+    fails(capsys, ["export", "nascell", "--out", "x.py", "--class-name", "class"], "class")
+    fails(capsys, ["show", "nocell"], "nocell", "nascell")
+    assert not (ws / "x.py").exists() and not (ws / "x.txt").exists()
+
+
+def test_results_and_data_commands(ws, capsys):
+    fails(capsys, ["results", str(ws / "corpus")], "not a results folder")
+    fails(capsys, ["export", str(ws / "corpus"), "--out", "x.py"], "not a results folder")
+    fails(capsys, ["data", "download", "imagenet", str(ws / "d")], "imagenet", "ptb")
+    fails(capsys, ["data", "info", str(ws / "missing")], "missing")
+    assert not (ws / "d").exists()

@@ -1,0 +1,164 @@
+"""End to end through the CLI, as a user runs it: `nas search` on a tiny corpus, then `nas results` and
+`nas export`; and fake-GPU packing (four children sharing one GPU)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from search_spaces import ChildSpec
+
+NAS = [sys.executable, "-m", "nas.cli"]
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0"}
+
+WORDS = "the cat sat on the mat . a dog ran to the log . the dog and the cat sat .".split()
+
+
+def write_tiny_corpus(d: Path) -> Path:
+    d.mkdir()
+    lines = [" ".join(WORDS[i % len(WORDS):] + WORDS[: i % len(WORDS)]) for i in range(300)]
+    (d / "train.txt").write_text("\n".join(lines[:240]) + "\n")
+    (d / "valid.txt").write_text("\n".join(lines[240:270]) + "\n")
+    (d / "test.txt").write_text("\n".join(lines[270:]) + "\n")
+    return d
+
+
+TINY_TOML = """
+name = "tiny"
+trials = 4
+concurrency = 2
+seed = 1
+[data]
+dataset = "{data}"
+[space]
+base = 8
+[space.layers]
+num_layers = [1, 2]
+hidden_size = [16]
+[train]
+batch_size = 8
+eval_batch_size = 8
+[budget]
+max_batches = 6
+"""
+
+
+def run(args, cwd, check=True, timeout=600):
+    p = subprocess.run(NAS + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"nas {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    data = write_tiny_corpus(root / "corpus")
+    (root / "tiny.toml").write_text(TINY_TOML.format(data=data))
+    p = run(["search", "--config", "tiny.toml"], cwd=root)
+    return root, root / "results" / "tiny", p
+
+
+def test_search_prints_progress_leaderboard_and_export(search):
+    root, run_dir, p = search
+    out = p.stdout
+    assert "search tiny: 4 children" in out
+    assert out.count("] child ") == 4  # one progress line per child
+    assert "[  4/4]" in out and "best" in out
+    assert "rank" in out and "val_ppl" in out  # the top-5 table
+    assert f"best cell exported to {run_dir / 'best_cell.py'}" in out
+    assert len(p.stderr.strip().splitlines()) < 5, p.stderr  # Ray's console noise is kept down
+
+
+def test_search_writes_tables_plot_and_ray_trial_folders(search):
+    _, run_dir, _ = search
+    cells = pd.read_csv(run_dir / "cells.csv")
+    assert len(cells) == 4 and sorted(cells["index"]) == [0, 1, 2, 3]
+    for col in ["trial_id", "index", "status", "val_ppl", "reward", "params", "train_seconds", "formula", "spec",
+                "num_layers", "hidden_size"]:
+        assert col in cells.columns
+    assert set(cells["status"]) <= {"completed", "diverged", "failed"}
+    assert (cells["status"] == "completed").any()
+    pq = pd.read_parquet(run_dir / "cells.parquet")
+    assert list(pq["trial_id"]) == list(cells["trial_id"])
+    for spec in cells["spec"]:
+        ChildSpec.from_json(spec)
+    controller = pd.read_csv(run_dir / "controller.csv")
+    assert list(controller["step"]) == [1, 2, 3, 4]  # one asynchronous update per finished child
+    for col in ["reward", "baseline", "advantage", "entropy", "loss"]:
+        assert col in controller.columns
+    assert (run_dir / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((run_dir / "config.json").read_text())["trials"] == 4
+    trial_dirs = [d for d in run_dir.iterdir() if d.is_dir() and d.name.startswith("child_")]
+    assert len(trial_dirs) == 4 and all(list(d.glob("events.out.tfevents*")) for d in trial_dirs)
+
+
+def test_exported_best_cell_imports_and_runs(search):
+    _, run_dir, _ = search
+    path = run_dir / "best_cell.py"
+    spec = importlib.util.spec_from_file_location("best_cell_e2e", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rnn = mod.SearchedCellRNN(5, 7, num_layers=2)
+    out, (h, c) = rnn(torch.randn(3, 2, 5))
+    assert out.shape == (3, 2, 7) and h.shape == (2, 2, 7)
+    best = pd.read_csv(run_dir / "cells.csv").sort_values("val_ppl").iloc[0]
+    assert ChildSpec.from_dict(mod.SPEC) == ChildSpec.from_json(best["spec"])
+    assert ChildSpec.from_json((run_dir / "best_cell.json").read_text()) == ChildSpec.from_dict(mod.SPEC)
+
+
+def test_results_and_export_commands(search):
+    root, run_dir, _ = search
+    p = run(["results", str(run_dir), "--top", "2", "--sort", "reward"], cwd=root)
+    assert "4 children" in p.stdout and "reward" in p.stdout
+    p = run(["export", str(run_dir), "--rank", "2", "--out", str(root / "second.py"), "--class-name", "Second"],
+            cwd=root)
+    assert (root / "second.py").exists() and (root / "second.json").exists()
+    assert "class Second(" in (root / "second.py").read_text()
+    p = run(["export", "nascell", "--out", str(root / "nas_cell.py")], cwd=root)
+    assert "n14" in (root / "nas_cell.py").read_text()
+    p = run(["results", str(root / "corpus")], cwd=root, check=False)
+    assert p.returncode == 2 and "not a results folder" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_existing_name_without_resume_is_refused(search):
+    root, run_dir, _ = search
+    before = sorted(os.listdir(run_dir))
+    p = run(["search", "--config", "tiny.toml"], cwd=root, check=False)
+    assert p.returncode == 2 and "already exists" in p.stderr and "--resume tiny" in p.stderr
+    assert sorted(os.listdir(run_dir)) == before
+
+
+def test_fake_gpu_packing_runs_four_children_at_once(tmp_path):
+    """Ray started with one (fake) GPU and --gpus-per-trial 0.25: four children share it, at the same time."""
+    import ray
+
+    from nas.config import config_from_dict
+    from nas.results import read_records
+    from nas.search import run_search
+
+    data = write_tiny_corpus(tmp_path / "corpus")
+    cfg = config_from_dict({
+        "name": "gpu", "trials": 4, "concurrency": 4, "cpus_per_trial": 0.5, "gpus_per_trial": 0.25,
+        "results_dir": str(tmp_path / "results"), "algo": "random",
+        "data": {"dataset": str(data)},
+        "space": {"base": 2, "layers": {"hidden_size": [16]}},
+        "model": {"num_layers": 1},
+        "train": {"batch_size": 4, "eval_batch_size": 4},
+        "budget": {"epochs": 3},
+    })
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        outcome = run_search(cfg, out=lambda line: None)
+    finally:
+        ray.shutdown()
+    rows = read_records(outcome.run_dir / "children.jsonl")
+    assert len(rows) == 4 and all(r["gpus"] == 0.25 for r in rows)
+    # all four were training at one moment: the latest start precedes the earliest finish
+    assert max(r["started_at"] for r in rows) < min(r["finished_at"] for r in rows)
