@@ -137,7 +137,7 @@ class SearchConfig:
     space: SpaceConfig = field(default_factory=SpaceConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, hidden_size=128, dropout=0.1))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5.0, batch_size=32, eval_batch_size=32))
-    budget: Budget = field(default_factory=lambda: Budget(epochs=1, max_batches=100, max_eval_tokens=20000))
+    budget: Budget = field(default_factory=lambda: Budget(epochs=1, max_batches=200, max_eval_tokens=20000))
     controller: ControllerConfig = field(default_factory=ControllerConfig)
 
     def __post_init__(self) -> None:
