@@ -102,7 +102,7 @@ class NasSearcher(Searcher):
             "seed": child_seed(self.seed, index), "formula": "; ".join(spec.cell.formula().splitlines()),
             "spec": spec.to_dict(), "error": message, "started_at": r.get("started_at"),
             "finished_at": r.get("finished_at", time.time()), "node_ip": r.get("node_ip"),
-            "gpus": r.get("gpus"),
+            "node_id": r.get("node_id"), "gpus": r.get("gpus"),
         })
         if status != "stopped":
             self._learn(trial_id, actions, reward)

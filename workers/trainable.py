@@ -42,6 +42,7 @@ def train_trial(config: dict[str, Any], corpus: Corpus, settings: ChildSettings)
     torch.set_num_threads(max(1, int(assigned.get("CPU", os.cpu_count() or 1))))
     common = {"index": config.get("index", -1), "started_at": started, "pid": os.getpid(),
               "node_ip": ray.util.get_node_ip_address() if ray.is_initialized() else "",
+              "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
               "cpus": assigned.get("CPU", 0.0), "gpus": assigned.get("GPU", 0.0)}
 
     def on_epoch(r: EpochReport) -> None:
