@@ -164,8 +164,8 @@ def _check_resources(cfg: SearchConfig) -> None:
 def _make_searcher(cfg: SearchConfig) -> NasSearcher:
     space = cfg.space.search_space()
     if cfg.algo == "random":
-        return RandomSearcher(space, cfg.run_dir, cfg.controller, seed=cfg.seed)
-    return ControllerSearcher(space, cfg.run_dir, cfg.controller, seed=cfg.seed)
+        return RandomSearcher(space, cfg.run_dir, cfg.controller, seed=cfg.seed, max_children=cfg.trials)
+    return ControllerSearcher(space, cfg.run_dir, cfg.controller, seed=cfg.seed, max_children=cfg.trials)
 
 
 def _trainable(cfg: SearchConfig, corpus: Corpus):

@@ -28,7 +28,7 @@ from ray.tune.search import Searcher
 
 from nas.controller import Controller, ControllerConfig
 from nas.reinforce import EMABaseline, make_optimizer, reinforce_step, reward_of
-from nas.results import append_record
+from nas.results import append_record, read_records
 from search_spaces.space import ChildSpec, SearchSpace
 from workers.trainable import METRIC
 
@@ -58,9 +58,10 @@ class NasSearcher(Searcher):
     """What both searchers share: trial bookkeeping, records, save/restore. Subclasses propose and learn."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0) -> None:
+                 seed: int = 0, max_children: int | None = None) -> None:
         super().__init__(metric=METRIC, mode="min")
         self.space, self.run_dir, self.config, self.seed = space, str(run_dir), config, seed
+        self.max_children = max_children
         self.next_index = 0
         self.live: dict[str, tuple[int, list[int]]] = {}  # trial id -> (index, actions)
         self.finished: set[str] = set()
@@ -79,7 +80,9 @@ class NasSearcher(Searcher):
         pass
 
     # -- Searcher API --
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.max_children is not None and self.next_index >= self.max_children:
+            return Searcher.FINISHED
         actions = self._propose()
         index = self.next_index
         self.next_index += 1
@@ -125,14 +128,36 @@ class NasSearcher(Searcher):
         self.next_index, self.live, self.finished = state["next_index"], state["live"], state["finished"]
         self.seed = state["seed"]
         self._set_state(state)
+        self._replay_records()
+
+    def _replay_records(self) -> None:
+        """Catch up with children that finished after the saved state (the driver was killed in between).
+
+        ``children.jsonl`` is written (and fsynced) the moment a child finishes, so it is the source of truth:
+        each record this state has not learned from yet is marked finished and learned from, in file order,
+        exactly as it was before the crash. Tune may still re-run such a trial; its completion is then a
+        duplicate and ignored.
+        """
+        for r in read_records(Path(self.run_dir) / "children.jsonl"):
+            trial_id = r.get("trial_id")
+            if trial_id in self.finished:
+                continue
+            if trial_id in self.live:
+                index, actions = self.live.pop(trial_id)
+            else:  # suggested after the saved state
+                index, actions = int(r["index"]), self.space.encode(ChildSpec.from_dict(r["spec"]))
+            self.finished.add(trial_id)
+            self.next_index = max(self.next_index, index + 1)
+            if r.get("status") != "stopped":
+                self._learn(trial_id, actions, float(r["reward"] or 0.0))
 
 
 class ControllerSearcher(NasSearcher):
     """Zoph & Le: an LSTM controller trained with REINFORCE and an EMA baseline, updated asynchronously."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0) -> None:
-        super().__init__(space, run_dir, config, seed)
+                 seed: int = 0, max_children: int | None = None) -> None:
+        super().__init__(space, run_dir, config, seed, max_children)
         torch.manual_seed(seed)  # controller init
         self.controller = Controller(space.decisions, config)
         self.optimizer = make_optimizer(self.controller, config)
@@ -173,8 +198,8 @@ class RandomSearcher(NasSearcher):
     """Uniform random search over the same space: the baseline every NAS result should beat."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0) -> None:
-        super().__init__(space, run_dir, config, seed)
+                 seed: int = 0, max_children: int | None = None) -> None:
+        super().__init__(space, run_dir, config, seed, max_children)
         self.rng = random.Random(seed)
 
     def _propose(self) -> list[int]:

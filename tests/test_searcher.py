@@ -112,3 +112,26 @@ def test_restore_rejects_state_of_another_kind(tmp_path):
     a.save(str(tmp_path / "s.pkl"))
     with pytest.raises(ValueError, match="another kind"):
         ControllerSearcher(SPACE, tmp_path, seed=0).restore(str(tmp_path / "s.pkl"))
+
+
+def test_restore_replays_children_that_finished_after_the_save(tmp_path):
+    """The driver was SIGKILLed after the last save: children.jsonl (written at each completion) knows more."""
+    a = ControllerSearcher(SPACE, tmp_path, seed=1, max_children=6)
+    for i in range(3):
+        a.suggest(f"t{i}")
+    a.on_trial_complete("t0", done(40.0))
+    a.save(str(tmp_path / "state.pkl"))
+    a.on_trial_complete("t1", done(50.0))  # after the save: pending in the saved state
+    a.suggest("t3")  # suggested after the save: unknown to the saved state
+    a.on_trial_complete("t3", done(45.0))
+
+    b = ControllerSearcher(SPACE, tmp_path, seed=1, max_children=6)
+    b.restore(str(tmp_path / "state.pkl"))
+    assert b.step == a.step == 3 and b.next_index == a.next_index == 4
+    assert set(b.live) == {"t2"} and {"t0", "t1", "t3"} <= b.finished
+    for x, y in zip(a.controller.parameters(), b.controller.parameters()):
+        assert torch.allclose(x, y)  # the same updates, replayed in the same order
+    b.on_trial_complete("t1", done(50.0))  # Tune re-running a child it thought pending: a duplicate
+    assert b.step == 3
+    assert b.suggest("t4")["index"] == 4 and b.suggest("t5")["index"] == 5
+    assert b.suggest("t6") == "FINISHED"  # the trial budget is the searcher's too
