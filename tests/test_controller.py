@@ -201,24 +201,28 @@ def test_reinforce_step_diagnostics_and_direction():
     assert baseline.value == value  # nothing moved
 
 
-def test_reinforce_learns_a_target_architecture():
-    # Toy reward: the fraction of decisions equal to a fixed random target, over a base-4 cell + 2 hparams
-    # (20 decisions). Heads are shared per kind, so the LSTM must learn where in the sequence it is; without an
-    # entropy bonus the policy collapses onto each kind's majority target first and stalls there (~0.55-0.85),
-    # hence the bonus, a raised learning rate and 16 children per update. Seeds 0-5 all reach >= 0.95 here.
+def toy_problem(cfg, target_seed):
+    """A base-4 cell + 2 hyperparameters (20 decisions), a random target, and a fresh controller to learn it.
+    The toy reward is the fraction of decisions equal to the target."""
     space = SearchSpace(cell=CellSpace(4), layers=LayerSpace.of({"num_layers": [1, 2], "dropout": [0.0, 0.1, 0.3]}))
-    rng = random.Random(0)
+    rng = random.Random(target_seed)
     target = [rng.randrange(d.size) for d in space.decisions]
 
     def match(actions: list[int]) -> float:
         return sum(a == t for a, t in zip(actions, target)) / len(target)
 
     torch.manual_seed(0)
-    cfg = ControllerConfig(lr=0.02, entropy_weight=0.05)  # default temperature 5 and tanh constant 2.5
     c = Controller(space.decisions, cfg)
-    opt = make_optimizer(c, cfg)
-    baseline = EMABaseline(cfg.baseline_decay)
-    g = torch.Generator().manual_seed(0)
+    return space, match, c, make_optimizer(c, cfg), EMABaseline(cfg.baseline_decay), torch.Generator().manual_seed(0)
+
+
+def test_reinforce_learns_a_target_architecture():
+    # Toy reward: the fraction of decisions equal to a fixed random target, over a base-4 cell + 2 hparams
+    # (20 decisions). Heads are shared per kind, so the LSTM must learn where in the sequence it is; without an
+    # entropy bonus the policy collapses onto each kind's majority target first and stalls there (~0.55-0.85),
+    # hence the bonus, a raised learning rate and 16 children per update. Seeds 0-5 all reach >= 0.95 here.
+    cfg = ControllerConfig(lr=0.02, entropy_weight=0.05)  # default temperature 5 and tanh constant 2.5
+    space, match, c, opt, baseline, g = toy_problem(cfg, target_seed=0)
     start = match(c.greedy())
     for _ in range(300):
         with torch.no_grad():
@@ -230,20 +234,9 @@ def test_reinforce_learns_a_target_architecture():
 
 def test_per_decision_heads_learn_from_one_child_per_update():
     """share_heads=False: the asynchronous setting (one child per update, default entropy) learns a target."""
-    space = SearchSpace(cell=CellSpace(4), layers=LayerSpace.of({"num_layers": [1, 2], "dropout": [0.0, 0.1, 0.3]}))
-    rng = random.Random(1)
-    target = [rng.randrange(d.size) for d in space.decisions]
-
-    def match(actions: list[int]) -> float:
-        return sum(a == t for a, t in zip(actions, target)) / len(target)
-
-    torch.manual_seed(0)
     cfg = ControllerConfig(lr=0.01, share_heads=False)
-    c = Controller(space.decisions, cfg)
+    space, match, c, opt, baseline, g = toy_problem(cfg, target_seed=1)
     assert len(c.heads) == len(space.decisions)
-    opt = make_optimizer(c, cfg)
-    baseline = EMABaseline(cfg.baseline_decay)
-    g = torch.Generator().manual_seed(0)
     start = match(c.greedy())
     for _ in range(300):
         with torch.no_grad():
