@@ -73,7 +73,7 @@ def cmd_data_download(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from nas.config import SearchConfig, config_from_dict, load_config
+    from nas.config import config_from_dict, load_config, merge_overrides
     from nas.search import load_run_config, run_search
 
     overrides = {
@@ -93,18 +93,10 @@ def cmd_search(args: argparse.Namespace) -> None:
             cfg = config_from_dict({**cfg.to_dict(), "address": args.address})
         outcome = run_search(cfg, resume=True)
     else:
-        cfg = load_config(args.config, overrides) if args.config else config_from_dict(
-            {k: v for k, v in _nest(overrides).items()})
+        cfg = load_config(args.config, overrides) if args.config else config_from_dict(merge_overrides({}, overrides))
         outcome = run_search(cfg, resume=False)
     if outcome.finished == 0:
         raise UserError("no child finished; see the Ray trial folders in " + str(outcome.run_dir))
-
-
-def _nest(flat: dict) -> dict:
-    """{"data.dataset": x, "trials": 3} -> {"data": {"dataset": x}, "trials": 3}, dropping unset (None) values."""
-    from nas.config import merge_overrides
-
-    return merge_overrides({}, flat)
 
 
 def cmd_results(args: argparse.Namespace) -> None:

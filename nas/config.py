@@ -223,11 +223,7 @@ def _build(cls: type, table: Any, section: str) -> Any:
             kwargs[key] = _build(_SECTIONS[key], value, key)
         else:
             kwargs[key] = _coerce(prefix + key, value, hints[key])
-    try:
-        return cls(**kwargs)
-    except ValueError as e:
-        msg = str(e)
-        raise ValueError(msg if msg.startswith(prefix) or not section else f"{msg}") from None
+    return cls(**kwargs)
 
 
 def config_from_dict(d: Mapping[str, Any]) -> SearchConfig:
