@@ -65,3 +65,76 @@ def test_children_land_on_a_non_head_node_of_a_multi_node_cluster(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_a_child_that_runs_out_of_memory_is_recorded_and_the_search_finishes(tmp_path):
+    import ray
+
+    # hidden size 2e6 asks the allocator for terabytes: a real out-of-memory error from torch on any machine
+    cfg = tiny_config(tmp_path, trials=6, space={"base": 2, "layers": {"hidden_size": [16, 2_000_000]}})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        outcome = run_search(cfg, out=lambda line: None)
+    finally:
+        ray.shutdown()
+    rows = read_records(outcome.run_dir / "children.jsonl")
+    assert len(rows) == 6 and not outcome.interrupted
+    big = [r for r in rows if r["spec"]["hparams"]["hidden_size"] == 2_000_000]
+    small = [r for r in rows if r["spec"]["hparams"]["hidden_size"] == 16]
+    assert big and small, "the seed should sample both sizes"
+    for r in big:
+        assert r["status"] == "failed" and r["reward"] == 0.0
+        assert r["error"].startswith("out of memory") and "hidden_size" in r["error"]
+    assert all(r["status"] == "completed" for r in small)
+    assert len(read_records(outcome.run_dir / "controller.jsonl")) == 6
+
+
+def test_a_worker_node_lost_mid_child_is_retried_and_no_child_is_lost_or_doubled(tmp_path):
+    import subprocess
+    import time
+
+    import ray
+    from ray.cluster_utils import Cluster
+    from test_search_e2e import ENV, NAS, TINY_TOML
+
+    # fast node-death detection, so the test does not wait for the default health-check timeout
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
+    doomed = cluster.add_node(num_cpus=2)
+    search = None
+    try:
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+        data = write_tiny_corpus(tmp_path / "corpus")
+        toml = TINY_TOML.format(data=data).replace("base = 8", "base = 2").replace("max_batches = 6",
+                                                                                  "epochs = 60")
+        (tmp_path / "lost.toml").write_text(toml.replace('name = "tiny"', 'name = "lost"'))
+        # the search is a separate driver process, as on a real cluster
+        search = subprocess.Popen(NAS + ["search", "--config", "lost.toml", "--address", cluster.address],
+                                  cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        run_dir = tmp_path / "results" / "lost"
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until both children report epochs (only the doomed node has CPUs)
+            if sum(f.stat().st_size > 0 for f in run_dir.glob("child_*/result.json")) == 2:
+                break
+            assert search.poll() is None, search.stdout.read()
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no child started on the worker node")
+        cluster.remove_node(doomed, allow_graceful=False)  # mid-child: the two running children die with it
+        cluster.add_node(num_cpus=2)
+        out, _ = search.communicate(timeout=300)
+        assert search.returncode == 0, out
+        rows = read_records(run_dir / "children.jsonl")
+        assert sorted(r["index"] for r in rows) == [0, 1, 2, 3], out  # none missing, none twice
+        assert len({r["trial_id"] for r in rows}) == 4
+        assert all(r["status"] in ("completed", "diverged") for r in rows), [(r["status"], r["error"], r["node_id"]) for r in rows]
+        assert all(r["node_id"] != doomed.node_id for r in rows)
+        # the first two children were cut off by the node loss and retried (Tune kept the error of the first try)
+        assert "node" in (next(run_dir.glob("child_0000_*")) / "error.txt").read_text()
+        steps = read_records(run_dir / "controller.jsonl")
+        assert [s["step"] for s in steps] == [1, 2, 3, 4]
+    finally:
+        if search is not None and search.poll() is None:
+            search.kill()
+        ray.shutdown()
+        cluster.shutdown()

@@ -3,11 +3,13 @@
 The corpus and the shared settings arrive through ``tune.with_parameters`` (Ray's object store), so a worker on a
 remote node needs no files. Each epoch is reported with ``status="running"``; a final report carries the outcome
 (``completed``, ``diverged`` or ``failed`` with the error text). Errors inside training are caught and reported,
-so one bad child never takes the search down; a dead worker process is Ray's to retry.
+so one bad child never takes the search down (an out-of-memory child is recorded as
+``failed`` with an error text that starts with "out of memory"); a dead worker process is Ray's to retry.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -32,6 +34,22 @@ def _assigned() -> dict[str, float]:
         return dict(ray.get_runtime_context().get_assigned_resources())
     except Exception:  # noqa: BLE001 - not inside a Ray worker
         return {}
+
+
+OOM_HINT = ("out of memory: this child's model or batch does not fit; lower the searched hidden_size / batch_size "
+            "or give each child more memory (fewer children at a time, more cpus/gpus per trial)")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A CUDA out-of-memory error, or the CPU allocator failing to allocate."""
+    oom_type = getattr(torch, "OutOfMemoryError", ())
+    return isinstance(e, (MemoryError, oom_type)) or "can't allocate memory" in str(e) or "out of memory" in str(e)
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def train_trial(config: dict[str, Any], corpus: Corpus, settings: ChildSettings) -> None:
@@ -59,6 +77,10 @@ def train_trial(config: dict[str, Any], corpus: Corpus, settings: ChildSettings)
                  "train_seconds": result.train_seconds, "epochs": result.epochs, "error": result.message}
     except Exception as e:  # noqa: BLE001 - any error in a child is recorded, never fatal to the search
         tb = traceback.format_exc(limit=-3)
+        error = f"{type(e).__name__}: {e}\n{tb}"
+        if is_out_of_memory(e):
+            error = f"{OOM_HINT}\n{error}"
+            free_memory()  # the next child may reuse this process (reuse_actors)
         final = {"status": "failed", METRIC: math.nan, "params": None, "train_seconds": None, "epochs": 0,
-                 "error": f"{type(e).__name__}: {e}\n{tb}"}
+                 "error": error}
     tune.report({**common, **final, "finished_at": time.time()})
