@@ -1,0 +1,84 @@
+"""The fused layer-sequence (default) equals the reference path (the exported step under plain autograd)."""
+
+import pytest
+import torch
+
+from search_spaces import known_cell, random_cell
+from workers.cell_rnn import CellLayer, CellRNN
+from workers.fused_cell import CellSequence, backward_source, forward_source
+
+CELLS = [known_cell(name) for name in ("nascell", "lstm", "tanh_rnn")] + [
+    random_cell(base, seed) for base in (2, 4, 8) for seed in range(12)]
+
+
+def _pair(cell, layers=1, dropout=0.0):
+    torch.manual_seed(0)
+    fused = CellRNN(cell, 4, 5, layers, dropout).double()
+    ref = CellRNN(cell, 4, 5, layers, dropout, fused=False).double()
+    ref.load_state_dict(fused.state_dict())
+    return fused, ref
+
+
+def _grads(rnn, x, state, weights):
+    h0, c0 = (s.clone().requires_grad_() for s in state)
+    out, (h, c) = rnn(x, (h0, c0))
+    loss = sum((t * w).sum() for t, w in zip((out, h, c), weights))
+    params = list(rnn.parameters())
+    grads = torch.autograd.grad(loss, [h0, c0] + params, allow_unused=True)
+    return (out, h, c), [torch.zeros_like(p) if g is None else g for g, p in zip(grads, [h0, c0] + params)]
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: f"base{c.base}-{abs(hash(c)) % 10**6}")
+def test_fused_outputs_states_and_every_gradient_equal_the_reference(cell):
+    fused, ref = _pair(cell, layers=2)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, 4, generator=g, dtype=torch.double)
+    state = tuple(torch.randn(2, 3, 5, generator=g, dtype=torch.double) for _ in range(2))
+    weights = [torch.randn(s, generator=g, dtype=torch.double) for s in [(6, 3, 5), (2, 3, 5), (2, 3, 5)]]
+    got, got_grads = _grads(fused, x, state, weights)
+    want, want_grads = _grads(ref, x, state, weights)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["nascell", "tanh_rnn"])
+def test_fused_backward_passes_gradcheck(name):
+    cell = known_cell(name)
+    torch.manual_seed(0)
+    n = cell.base
+    x_proj = torch.randn(4, 2, n * 3, dtype=torch.double, requires_grad=True)
+    w = (0.5 * torch.randn(n * 3, 3, dtype=torch.double)).requires_grad_()
+    h0 = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
+    c0 = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: CellSequence.apply(*a, cell), (x_proj, w, h0, c0))
+
+
+def test_fused_float32_matches_the_reference_to_float_tolerance_and_runs_without_grad():
+    cell = random_cell(8, 3)
+    torch.manual_seed(0)
+    fused = CellLayer(cell, 16, 32)
+    ref = CellLayer(cell, 16, 32, fused=False)
+    ref.load_state_dict(fused.state_dict())
+    x, z = torch.randn(35, 8, 16), torch.zeros(8, 32)
+    with torch.no_grad():
+        out, (h, c) = fused(x, (z, z))
+        want, (h2, c2) = ref(x, (z, z))
+    assert not out.requires_grad
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(c, c2)
+
+
+def test_the_default_is_fused_and_the_state_dict_is_the_reference_one():
+    rnn = CellRNN(known_cell("nascell"), 4, 5, 2)
+    assert all(layer.fused for layer in rnn.layers)
+    assert set(rnn.state_dict()) == set(CellRNN(known_cell("nascell"), 4, 5, 2, fused=False).state_dict())
+
+
+def test_generated_sources_name_every_node():
+    cell = known_cell("nascell")
+    fwd, bwd = forward_source(cell), backward_source(cell)
+    for k in range(2 * cell.base - 1):
+        assert f"y{k} = " in fwd and f"gp{k} = " in bwd
+    assert "torch.ops.aten.tanh_backward" in bwd
