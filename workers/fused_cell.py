@@ -7,7 +7,7 @@ from the tree, generated per cell like the forward (so a new architecture costs 
 
 - activation derivatives come from the node's *output* (``tanh_backward``, ``sigmoid_backward``,
   ``threshold_backward``: one fused kernel each);
-- the recurrent weight's gradient is one matrix product over all time steps instead of one per step;
+- the recurrent weight's gradient accumulates in place (``addmm_``) instead of one new tensor per step;
 - gradients of add-combined leaves are the same tensor for the input and the recurrent projection.
 
 :class:`CellSequence` is what :class:`workers.cell_rnn.CellLayer` uses by default; ``tests/test_fused_cell.py``
@@ -18,8 +18,8 @@ Per step ``t`` (contract of the generated functions)::
 
     forward_step(xp, hp, c_prev) -> (h, c, saved)     xp, hp: (B, N*H) projections; c_prev, h, c: (B, H)
     backward_step(gh, gc, xp, hp, c_prev, saved) -> (gxp, ghp, gc_prev)
-        gh, gc: gradients w.r.t. this step's h and c; gxp / ghp: w.r.t. xp / hp (ghp may be gxp itself when
-        every leaf adds); gc_prev: w.r.t. c_prev
+        gh, gc: gradients w.r.t. this step's h and c; gxp / ghp: w.r.t. xp / hp (ghp is gxp itself when every
+        leaf adds); gc_prev: w.r.t. c_prev
 """
 
 from __future__ import annotations
@@ -116,13 +116,13 @@ def backward_source(cell: Cell) -> str:
             leaf_grads.append(k)
     xs = ", ".join(f"gp{i}" if cell.nodes[i].comb == "add" else f"gp{i} * h_{i}" for i in range(n))
     hs = ", ".join(f"gp{i}" if cell.nodes[i].comb == "add" else f"gp{i} * x_{i}" for i in range(n))
+    lines.append(f"gxp = torch.cat(({xs},), 1)")
     if any(node.comb != "add" for node in cell.nodes[:n]):
         lines.insert(0, f"{', '.join(f'x_{i}' for i in range(n))}, = xp.chunk({n}, 1)")
         lines.insert(1, f"{', '.join(f'h_{i}' for i in range(n))}, = hp.chunk({n}, 1)")
-        lines.append(f"return torch.cat(({xs},), 1), torch.cat(({hs},), 1), gc_prev")
+        lines.append(f"return gxp, torch.cat(({hs},), 1), gc_prev")
     else:
-        lines.append(f"gxp = torch.cat(({xs},), 1)")
-        lines.append("return gxp, gxp, gc_prev")
+        lines.append("return gxp, gxp, gc_prev  # every leaf adds: the recurrent projection's gradient is the same")
     return _function("backward_step", "gh, gc, xp, hp, c_prev, saved", lines)
 
 
@@ -153,16 +153,16 @@ class CellSequence(torch.autograd.Function):
                 cell: Cell) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         fwd, bwd = compile_cell(cell)
         steps = x_proj.shape[0]
-        out = x_proj.new_empty(steps, *h0.shape)
-        cs, hps, saves = [c0], [], []
+        outs, cs, hps, saves = [], [c0], [], []
         h, c, wt = h0, c0, w_hidden.t()
         for t in range(steps):
             hp = torch.mm(h, wt)
             h, c, saved = fwd(x_proj[t], hp, c)
-            out[t] = h
+            outs.append(h)
             cs.append(c)
             hps.append(hp)
             saves.append(saved)
+        out = torch.stack(outs)
         ctx.bwd, ctx.cs, ctx.hps, ctx.saves = bwd, cs, hps, saves
         ctx.save_for_backward(x_proj, w_hidden, h0, out)
         return out, h, c
@@ -175,14 +175,12 @@ class CellSequence(torch.autograd.Function):
         g_out = torch.zeros_like(out) if g_out is None else g_out
         gh = torch.zeros_like(h0) if g_h is None else g_h
         gc = torch.zeros_like(h0) if g_c is None else g_c
-        g_xp = torch.empty_like(x_proj)
-        g_hp = torch.empty_like(x_proj)  # gradient w.r.t. each step's recurrent projection h_{t-1} W^T
+        g_w = torch.zeros_like(w_hidden)
+        g_xps = []
         for t in reversed(range(steps)):
             gxp, ghp, gc = ctx.bwd(g_out[t] + gh, gc, x_proj[t], ctx.hps[t], ctx.cs[t], ctx.saves[t])
-            g_xp[t] = gxp
-            g_hp[t] = ghp
+            g_xps.append(gxp)
             gh = torch.mm(ghp, w_hidden)
-        # all steps' recurrent-weight gradients in one product: sum_t ghp_t^T h_{t-1}
-        h_prev = torch.cat((h0.unsqueeze(0), out[:-1]))
-        g_w = torch.mm(g_hp.flatten(0, 1).t(), h_prev.flatten(0, 1))
+            g_w.addmm_(ghp.t(), h0 if t == 0 else out[t - 1])  # recurrent weight: sum_t ghp_t^T h_{t-1}
+        g_xp = torch.stack(g_xps[::-1])
         return g_xp, g_w, gh, gc, None
