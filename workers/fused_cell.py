@@ -165,7 +165,9 @@ class CellSequence(torch.autograd.Function):
         out = torch.stack(outs)
         ctx.bwd, ctx.cs, ctx.hps, ctx.saves = bwd, cs, hps, saves
         ctx.save_for_backward(x_proj, w_hidden, h0, out)
-        return out, h, c
+        # Fresh tensors for the returned state: ctx holds the last step's h and c, and an output kept on ctx
+        # would form a ctx -> tensor -> grad_fn -> ctx cycle that is never freed (a leak of every step's saves).
+        return out, h.clone(), c.clone()
 
     @staticmethod
     @once_differentiable
