@@ -1,8 +1,10 @@
 """Training throughput of searched cells vs ``nn.LSTM``, side by side in one process.
 
 Prints training tokens/s for (a) ``nn.LSTM`` inside :class:`workers.model.ChildLM` (the reference), (b) the
-``nascell`` through :class:`workers.cell_rnn.CellRNN`, (c) N random base-8 cells (``random_cell(8, seed)``,
-seeds 0..N-1), all at identical sizes, and the "setup" time from a new architecture to its first training step.
+"matmul floor": a base-8 cell's matrix products with one tanh per step (:class:`MatmulFloorRNN`), the ceiling
+of any base-8 cell here, (c) the ``nascell`` through :class:`workers.cell_rnn.CellRNN` on the default fused path
+and (d) on the reference path, (e) N random base-8 cells (``random_cell(8, seed)``, seeds 0..N-1), all at
+identical sizes, and the "setup" time from a new architecture to its first training step.
 
 A training step is the word_language_model one: forward on random token ids, cross-entropy, backward,
 ``clip_grad_norm_(0.25)``, SGD step; the hidden state is detached and carried between steps. Dropout is 0.
@@ -17,9 +19,10 @@ each, oversubscribed steps can get 10-50x slower, and not by the same factor for
 
 The last line is a one-line summary::
 
-    cell_vs_lstm=0.55x nascell_vs_lstm=0.53x setup=0.12s
+    cell_vs_lstm=0.55x nascell_vs_lstm=0.53x floor_vs_lstm=0.70x setup=0.12s
 
-(median ratio over the random cells, the nascell ratio, median setup seconds of a new random cell).
+(median ratio over the random cells, the nascell ratio, the matmul floor's ratio, median setup seconds of a new
+random cell). ``bench/bench_speed.py`` runs this for both presets plus ``bench/bench_search.py``.
 
 Usage: ``python bench/bench_cells.py [--preset word|char] [--threads K] [--steps S] [--repeats R] ...``
 """
@@ -90,8 +93,39 @@ def build_lstm(sizes: Sizes) -> ChildLM:
     return ChildLM(sizes.vocab, rnn, sizes.emb, sizes.hidden, dropout=0.0)
 
 
-def build_cell(cell: Cell, sizes: Sizes) -> ChildLM:
-    rnn = CellRNN(cell, sizes.emb, sizes.hidden, sizes.layers, dropout=0.0)
+def build_cell(cell: Cell, sizes: Sizes, fused: bool = True) -> ChildLM:
+    rnn = CellRNN(cell, sizes.emb, sizes.hidden, sizes.layers, dropout=0.0, fused=fused)
+    return ChildLM(sizes.vocab, rnn, sizes.emb, sizes.hidden, dropout=0.0)
+
+
+class MatmulFloorRNN(nn.Module):
+    """The matrix products of a base-``n`` cell RNN and almost nothing else: the input projection for all steps,
+    then per step the full recurrent projection and one tanh on its first chunk. No cell can train faster with
+    this framework's matrix products, so its speed bounds every base-``n`` cell's (the "floor" variant)."""
+
+    def __init__(self, base: int, input_size: int, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        sizes = [input_size] + [hidden_size] * (num_layers - 1)
+        self.hidden_size = hidden_size
+        self.input_projs = nn.ModuleList(nn.Linear(s, base * hidden_size) for s in sizes)
+        self.hidden_projs = nn.ModuleList(nn.Linear(hidden_size, base * hidden_size, bias=False) for _ in sizes)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        hs, out, size = [], x, self.hidden_size
+        for i, (inp, hid) in enumerate(zip(self.input_projs, self.hidden_projs)):
+            h = x.new_zeros(x.shape[1], size) if state is None else state[0][i]
+            xp, steps = inp(out), []
+            for t in range(x.shape[0]):
+                h = torch.tanh((xp[t] + F.linear(h, hid.weight))[:, :size])
+                steps.append(h)
+            out = torch.stack(steps)
+            hs.append(h)
+        h_n = torch.stack(hs)
+        return out, (h_n, torch.zeros_like(h_n))
+
+
+def build_floor(sizes: Sizes, base: int = 8) -> ChildLM:
+    rnn = MatmulFloorRNN(base, sizes.emb, sizes.hidden, sizes.layers)
     return ChildLM(sizes.vocab, rnn, sizes.emb, sizes.hidden, dropout=0.0)
 
 
@@ -189,7 +223,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=40, help="timed steps per variant per round")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant before the first round")
     p.add_argument("--repeats", type=int, default=3, help="rounds over all variants")
-    p.add_argument("--random-cells", type=int, default=3, help="random base-8 cells (seeds 0..N-1)")
+    p.add_argument("--random-cells", type=int, default=5, help="random base-8 cells (seeds 0..N-1)")
     p.add_argument("--lr", type=float, default=20.0, help="SGD learning rate (word_language_model default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the torch RNG for weights and token ids")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -206,7 +240,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     preset = PRESETS[args.preset]
     sizes = Sizes(**{k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in preset.items()})
@@ -223,7 +257,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.steps} timed steps per variant; SGD lr {args.lr}, clip 0.25, dropout 0")
 
     variants: dict[str, Callable[[], ChildLM]] = {"nn.LSTM": lambda: build_lstm(sizes)}
+    variants["matmul floor (base 8)"] = lambda: build_floor(sizes)
     variants["nascell"] = lambda c=known_cell("nascell"): build_cell(c, sizes)
+    variants["nascell, reference path"] = lambda c=known_cell("nascell"): build_cell(c, sizes, fused=False)
     for seed in range(args.random_cells):
         variants[f"random_cell(8, {seed})"] = lambda c=random_cell(8, seed): build_cell(c, sizes)
     trainers = {name: Trainer(make(), device, args.lr) for name, make in variants.items()}
@@ -270,8 +306,14 @@ def main(argv: list[str] | None = None) -> None:
           f"(runs: {', '.join(f'{s:.2f}' for s in setup_cell)})")
     print(f"median ratio over {len(random_names)} random cells: {cell_ratio:.2f}x; measuring took {total:.0f}s; "
           f"load average now {load_average()}")
-    print(f"cell_vs_lstm={cell_ratio:.2f}x nascell_vs_lstm={ratios['nascell']:.2f}x "
-          f"setup={statistics.median(setup_cell):.2f}s")
+    floor, speedup = ratios["matmul floor (base 8)"], median_ratio(tps["nascell"], tps["nascell, reference path"])
+    print(f"ceiling: the base-8 matrix products alone run at {floor:.2f}x nn.LSTM, so no base-8 cell can beat that "
+          f"here; the fused path is {speedup:.2f}x the reference path (nascell)")
+    summary = {"cell_vs_lstm": cell_ratio, "nascell_vs_lstm": ratios["nascell"], "floor_vs_lstm": floor,
+               "fused_vs_reference": speedup, "setup": statistics.median(setup_cell)}
+    print(f"cell_vs_lstm={cell_ratio:.2f}x nascell_vs_lstm={ratios['nascell']:.2f}x floor_vs_lstm={floor:.2f}x "
+          f"setup={summary['setup']:.2f}s")
+    return summary
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ class SearchOutcome:
     interrupted: bool
     best_export: Path | None
     leaderboard: str
+    seconds: float = 0.0
+    """Wall time of the Tune run (tuner.fit), without Ray start-up and the final tables."""
 
 
 class Progress(tune.Callback):
@@ -229,4 +231,4 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     if interrupted:
         out(f"stopped before the budget ({finished}/{cfg.trials} children); continue with "
             f"`nas search --resume {cfg.name}" + (f" --results-dir {cfg.results_dir}`" if cfg.results_dir != "results" else "`"))
-    return SearchOutcome(run_dir, finished, interrupted, best_export, board)
+    return SearchOutcome(run_dir, finished, interrupted, best_export, board, elapsed)
