@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from search_spaces import KNOWN_CELLS, Cell, ChildSpec, known_cell, random_cell
 
@@ -132,6 +132,18 @@ def _power_of_two(text: str) -> int:
     return v
 
 
+def _auto_or(kind: type) -> Callable[[str], Any]:
+    """An argparse type: the word "auto" (passed on as is, for the config to resolve) or a number of ``kind``."""
+    def parse(text: str) -> Any:
+        if text == "auto":
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not auto or a {kind.__name__}") from None
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the problem and where to look, exit code 2."""
 
@@ -157,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--config", metavar="FILE", help="TOML file with the search settings (flags override it)")
     search.add_argument("--name", help="experiment name (default: search-<date>-<time>)")
     search.add_argument("--trials", type=int, help="children to train in total (default 16)")
-    search.add_argument("--concurrency", type=int, help="children training at once (default 2)")
+    search.add_argument("--concurrency", type=_auto_or(int), help="children training at once (default auto: fill "
+                        "the machine/cluster, one child per --cpus-per-trial CPUs)")
     search.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
-    search.add_argument("--gpus-per-trial", type=float, help="GPUs per child; 0.25 packs four per GPU (default 0)")
+    search.add_argument("--gpus-per-trial", type=_auto_or(float), help="GPUs per child; 0.25 packs four per GPU "
+                        "(default auto: 0.25 when the cluster has GPUs, else 0)")
     search.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
     search.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
     search.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")

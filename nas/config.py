@@ -117,12 +117,14 @@ class SearchConfig:
     """Experiment name; results go to <results_dir>/<name>/."""
     trials: int = 16
     """Children to train in total."""
-    concurrency: int = 2
-    """Children training at once (max_concurrent_trials)."""
+    concurrency: int | None = None
+    """Children training at once (max_concurrent_trials); None ("auto"): as many as the cluster's CPUs (and GPUs)
+    hold at cpus_per_trial / gpus_per_trial each (see nas.search.plan_resources)."""
     cpus_per_trial: float = 1.0
     """CPUs reserved per child; torch uses that many threads."""
-    gpus_per_trial: float = 0.0
-    """GPUs per child; a fraction packs several children on one GPU (0.25 -> four per GPU)."""
+    gpus_per_trial: float | None = None
+    """GPUs per child; a fraction packs several children on one GPU (0.25 -> four per GPU). None ("auto"):
+    AUTO_GPUS_PER_TRIAL when the cluster has GPUs, else 0."""
     algo: str = "reinforce"
     """"reinforce" (the controller) or "random" (the baseline every NAS claim is measured against)."""
     seed: int = 0
@@ -145,11 +147,12 @@ class SearchConfig:
             raise ValueError(f"name: {self.name!r} is not allowed; use a plain folder name like my-search")
         if self.trials < 1:
             raise ValueError(f"trials: {self.trials} is not allowed; use 1 or more")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency: {self.concurrency} is not allowed; use 1 or more")
         if not self.cpus_per_trial > 0:
             raise ValueError(f"cpus_per_trial: {self.cpus_per_trial} is not allowed; use a positive number")
-        if not (self.gpus_per_trial >= 0 and (self.gpus_per_trial <= 1 or float(self.gpus_per_trial).is_integer())):
+        gpus = self.gpus_per_trial
+        if gpus is not None and not (gpus >= 0 and (gpus <= 1 or float(gpus).is_integer())):
             raise ValueError(
                 f"gpus_per_trial: {self.gpus_per_trial} is not allowed; use 0, a fraction up to 1, or a whole number"
             )
@@ -179,6 +182,10 @@ _SECTIONS = {"data": DataConfig, "space": SpaceConfig, "model": ModelConfig, "tr
              "budget": Budget, "controller": ControllerConfig}
 
 
+_AUTO = ("concurrency", "gpus_per_trial")
+"""Top-level settings whose None means "pick for the machine", spelled "auto" in TOML and on the command line."""
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
@@ -186,8 +193,8 @@ def _type_name(tp: Any) -> str:
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check ``value`` against the field type ``tp`` (int, float, str, bool, X | None); ints pass as floats."""
     options = typing.get_args(tp) if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union else (tp,)
-    if type(None) in options and (value is None or value == "none"):
-        return None  # TOML has no null: the string "none" disables an optional setting
+    if type(None) in options and (value is None or value == "none" or (value == "auto" and key in _AUTO)):
+        return None  # TOML has no null: the string "none" disables an optional setting, "auto" picks for the machine
     for opt in options:
         if opt is bool and isinstance(value, bool):
             return value

@@ -153,14 +153,41 @@ def _init_ray(cfg: SearchConfig) -> None:
                           "check the address, or leave --address out to run locally") from None
 
 
-def _check_resources(cfg: SearchConfig) -> None:
-    res = ray.cluster_resources()
-    if cfg.cpus_per_trial > res.get("CPU", 0):
-        raise SearchError(f"cpus_per_trial={cfg.cpus_per_trial} but the Ray cluster has {res.get('CPU', 0):g} CPUs; "
+AUTO_GPUS_PER_TRIAL = 0.25
+"""Children per GPU when the cluster has GPUs and gpus_per_trial is "auto": one child's small recurrent steps
+leave a GPU mostly idle (launch-bound), so four share one. Not measured here (no GPU on the CI machines)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Resources of one search after "auto" settings are resolved against the cluster."""
+
+    concurrency: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+
+
+def plan_resources(cfg: SearchConfig, resources: dict[str, float]) -> Plan:
+    """Resolve "auto" concurrency / gpus_per_trial for a cluster with ``resources`` (ray.cluster_resources()).
+
+    Auto concurrency fills the cluster: one child per ``cpus_per_trial`` CPUs (and per ``gpus_per_trial`` GPUs
+    when children use GPUs), at least 1. On CPU, several one-thread children beat one child using every core:
+    small recurrent models do not scale across threads (``bench/bench_search.py``, packing table).
+    Raises SearchError when one child does not fit at all.
+    """
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    gpt = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (AUTO_GPUS_PER_TRIAL if gpus > 0 else 0.0)
+    if cfg.cpus_per_trial > cpus:
+        raise SearchError(f"cpus_per_trial={cfg.cpus_per_trial} but the Ray cluster has {cpus:g} CPUs; "
                           "lower --cpus-per-trial")
-    if cfg.gpus_per_trial > res.get("GPU", 0):
-        raise SearchError(f"gpus_per_trial={cfg.gpus_per_trial} but the Ray cluster has {res.get('GPU', 0):g} GPUs; "
+    if gpt > gpus:
+        raise SearchError(f"gpus_per_trial={gpt} but the Ray cluster has {gpus:g} GPUs; "
                           "use --gpus-per-trial 0 or add GPU nodes")
+    concurrency = cfg.concurrency
+    if concurrency is None:
+        fits = [cpus / cfg.cpus_per_trial] + ([gpus / gpt] if gpt > 0 else [])
+        concurrency = max(1, int(min(fits) + 1e-9))
+    return Plan(concurrency, cfg.cpus_per_trial, gpt)
 
 
 def _make_searcher(cfg: SearchConfig) -> NasSearcher:
@@ -170,9 +197,9 @@ def _make_searcher(cfg: SearchConfig) -> NasSearcher:
     return ControllerSearcher(space, cfg.run_dir, cfg.controller, seed=cfg.seed, max_children=cfg.trials)
 
 
-def _trainable(cfg: SearchConfig, corpus: Corpus):
+def _trainable(cfg: SearchConfig, corpus: Corpus, plan: Plan):
     with_data = tune.with_parameters(train_trial, corpus=corpus, settings=cfg.child_settings())
-    return tune.with_resources(with_data, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+    return tune.with_resources(with_data, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
 
 
 def prepare(cfg: SearchConfig, resume: bool = False) -> Corpus:
@@ -188,19 +215,20 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     corpus = prepare(cfg, resume)
     run_dir = cfg.run_dir
     _init_ray(cfg)
-    _check_resources(cfg)
+    plan = plan_resources(cfg, ray.cluster_resources())
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         _write_json_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
-    out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {cfg.concurrency} at a time, "
-        f"algo {cfg.algo}, data {cfg.data.source} ({corpus.level}, vocab {corpus.vocab_size}), results in {run_dir}")
+    each = f"{plan.cpus_per_trial:g} CPU" + (f", {plan.gpus_per_trial:g} GPU" if plan.gpus_per_trial else "")
+    out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
+        f"({each} each), algo {cfg.algo}, data {cfg.data.source} ({corpus.level}, vocab {corpus.vocab_size}), results in {run_dir}")
 
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
         callbacks=[Progress(cfg.trials, out)],
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
     )
-    trainable = _trainable(cfg, corpus)
+    trainable = _trainable(cfg, corpus, plan)
     start = time.time()
     if resume:
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -208,7 +236,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=_make_searcher(cfg), num_samples=cfg.trials,
-                                        max_concurrent_trials=cfg.concurrency, reuse_actors=True,
+                                        max_concurrent_trials=plan.concurrency, reuse_actors=True,
                                         metric=METRIC, mode="min", trial_dirname_creator=trial_dirname,
                                         trial_name_creator=trial_dirname),
             run_config=run_config,

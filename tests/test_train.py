@@ -102,3 +102,31 @@ def test_test_perplexity_of_best_weights():
                          train_config=FAST, evaluate_test=True)
     # test split == valid split in this corpus, so test ppl equals the best validation ppl
     assert result.test_ppl == pytest.approx(result.val_ppl, rel=1e-9)
+
+
+def test_bfloat16_autocast_trains_a_child_and_the_fused_path_matches_the_reference_under_it():
+    from workers.cell_rnn import CellRNN
+
+    corpus = tiny_corpus()
+    result = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=2), model_config=SMALL,
+                         train_config=TrainConfig(lr=10.0, batch_size=4, bptt=20, eval_batch_size=4,
+                                                  precision="bfloat16"), seed=0)
+    assert result.status == "completed" and math.isfinite(result.val_ppl)
+    assert result.val_ppl < corpus.vocab_size / 2  # it learned something
+
+    torch.manual_seed(0)
+    fused, ref = CellRNN(known_cell("nascell"), 8, 16), CellRNN(known_cell("nascell"), 8, 16, fused=False)
+    ref.load_state_dict(fused.state_dict())
+    x = torch.randn(10, 4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = fused(x)
+        want, _ = ref(x)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), atol=0.05, rtol=0.05)
+    got.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in fused.parameters())
+
+
+def test_an_unknown_precision_is_one_clear_error():
+    with pytest.raises(ValueError, match="train.precision"):
+        TrainConfig(precision="fp8")

@@ -42,7 +42,8 @@ class CellLayer(nn.Module):
         x_proj = self.input_proj(x)  # (T, B, N*H), one matmul for all steps
         w_hidden = self.hidden_proj.weight  # (N*H, H)
         if self.fused:
-            out, h, c = CellSequence.apply(x_proj, w_hidden, h, c, self.cell)
+            dtype = x_proj.dtype  # bfloat16 under autocast: the whole recurrence runs in it
+            out, h, c = CellSequence.apply(x_proj, w_hidden.to(dtype), h.to(dtype), c.to(dtype), self.cell)
             return out, (h, c)
         step = self._step
         outputs = []

@@ -33,6 +33,14 @@ def _diverged(loss: float) -> bool:
     return not loss < DIVERGED_LOSS  # also true for NaN
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def autocast(device: torch.device, precision: str):
+    """The context for a forward pass at ``precision`` (a no-op for float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation of a child. Defaults follow pytorch/examples word_language_model unless noted."""
@@ -51,10 +59,15 @@ class TrainConfig:
     """Truncated-BPTT window (Zaremba et al. 2014; Zoph & Le 2017: 35)."""
     eval_batch_size: int = 10
     """Batch size for validation/test perplexity (word_language_model: 10)."""
+    precision: str = "float32"
+    """"float32", or "bfloat16": forward passes under ``torch.autocast`` (weights and optimizer stay float32).
+    Worth it on GPUs with bf16 tensor cores; on CPUs without bf16 instructions it is slower."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"train.optimizer: {self.optimizer!r} is not one of sgd, adam")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         for name in ("lr", "lr_decay", "clip"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or not math.isfinite(v):
@@ -157,7 +170,7 @@ def _detach(state: State) -> State:
     return state[0].detach(), state[1].detach()
 
 
-def evaluate(model: ChildLM, data: torch.Tensor, bptt: int) -> float:
+def evaluate(model: ChildLM, data: torch.Tensor, bptt: int, precision: str = "float32") -> float:
     """Mean cross-entropy (nats/token) of ``model`` on batchified ``data`` (T, B)."""
     model.eval()
     total, count, state = 0.0, 0, None
@@ -166,8 +179,9 @@ def evaluate(model: ChildLM, data: torch.Tensor, bptt: int) -> float:
         for i in range(0, data.size(0) - 1, bptt):
             n = min(bptt, data.size(0) - 1 - i)
             inputs, targets = data[i : i + n], data[i + 1 : i + 1 + n]
-            logits, state = model(inputs, state)
-            total += loss_fn(logits.view(-1, model.vocab_size), targets.reshape(-1)).item()
+            with autocast(data.device, precision):
+                logits, state = model(inputs, state)
+            total += loss_fn(logits.float().view(-1, model.vocab_size), targets.reshape(-1)).item()
             count += targets.numel()
     return total / max(count, 1)
 
@@ -217,7 +231,7 @@ def train_child(
         if evaluate_test and best_state is not None and status == "completed":
             model.load_state_dict(best_state)
             test = batchify(corpus.test, tcfg.eval_batch_size).to(dev)
-            test_ppl = perplexity(evaluate(model, test, tcfg.bptt))
+            test_ppl = perplexity(evaluate(model, test, tcfg.bptt, tcfg.precision))
         return TrainResult(status, perplexity(best_loss) if history else math.nan, len(history), params,
                            train_seconds, message, test_ppl, tuple(history))
 
@@ -235,8 +249,9 @@ def train_child(
             if state is not None:
                 state = _detach(state)
             opt.zero_grad(set_to_none=True)
-            logits, state = model(inputs, state)
-            loss = loss_fn(logits.view(-1, corpus.vocab_size), targets.reshape(-1))
+            with autocast(dev, tcfg.precision):
+                logits, state = model(inputs, state)
+                loss = loss_fn(logits.view(-1, corpus.vocab_size), targets.reshape(-1))
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip)
             opt.step()
@@ -250,7 +265,7 @@ def train_child(
         train_loss = (loss_sum / max(batches, 1)).item()
         if _diverged(train_loss):
             return result("diverged", f"training loss became {train_loss} in epoch {epoch}")
-        val_loss = evaluate(model, valid, tcfg.bptt)
+        val_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
         if _diverged(val_loss):
             return result("diverged", f"validation loss became {val_loss} after epoch {epoch}")
         if val_loss < best_loss:
