@@ -45,6 +45,7 @@ from torch import nn
 from search_spaces import known_cell, random_cell
 from search_spaces.cell import Cell
 from workers.cell_rnn import CellRNN
+from workers.fused_cell import CellSequence
 from workers.model import ChildLM
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -98,30 +99,38 @@ def build_cell(cell: Cell, sizes: Sizes, fused: bool = True) -> ChildLM:
     return ChildLM(sizes.vocab, rnn, sizes.emb, sizes.hidden, dropout=0.0)
 
 
+def _floor_forward(xp: torch.Tensor, hp: torch.Tensor, c_prev: torch.Tensor):
+    h = torch.tanh(xp[:, : c_prev.shape[1]] + hp[:, : c_prev.shape[1]])
+    return h, c_prev, (h,)
+
+
+def _floor_backward(gh, gc, xp, hp, c_prev, saved):
+    g = torch.zeros_like(xp)
+    g[:, : c_prev.shape[1]] = torch.ops.aten.tanh_backward(gh, saved[0])
+    return g, g, gc
+
+
 class MatmulFloorRNN(nn.Module):
-    """The matrix products of a base-``n`` cell RNN and almost nothing else: the input projection for all steps,
-    then per step the full recurrent projection and one tanh on its first chunk. No cell can train faster with
-    this framework's matrix products, so its speed bounds every base-``n`` cell's (the "floor" variant)."""
+    """The matrix products of a base-``n`` cell RNN and almost nothing else, run by the same fused loop
+    (:class:`workers.fused_cell.CellSequence`): the input projection for all steps, then per step the full
+    recurrent projection and one tanh on its first chunk (and their gradients). Its speed bounds what any
+    base-``n`` cell can reach with these matrix products (the "floor" variant)."""
 
     def __init__(self, base: int, input_size: int, hidden_size: int, num_layers: int) -> None:
         super().__init__()
         sizes = [input_size] + [hidden_size] * (num_layers - 1)
-        self.hidden_size = hidden_size
         self.input_projs = nn.ModuleList(nn.Linear(s, base * hidden_size) for s in sizes)
         self.hidden_projs = nn.ModuleList(nn.Linear(hidden_size, base * hidden_size, bias=False) for _ in sizes)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        hs, out, size = [], x, self.hidden_size
+        hs, cs, out = [], [], x
+        size = self.hidden_projs[0].in_features
         for i, (inp, hid) in enumerate(zip(self.input_projs, self.hidden_projs)):
-            h = x.new_zeros(x.shape[1], size) if state is None else state[0][i]
-            xp, steps = inp(out), []
-            for t in range(x.shape[0]):
-                h = torch.tanh((xp[t] + F.linear(h, hid.weight))[:, :size])
-                steps.append(h)
-            out = torch.stack(steps)
+            h0, c0 = (x.new_zeros(x.shape[1], size),) * 2 if state is None else (state[0][i], state[1][i])
+            out, h, c = CellSequence.apply(inp(out), hid.weight, h0, c0, (_floor_forward, _floor_backward))
             hs.append(h)
-        h_n = torch.stack(hs)
-        return out, (h_n, torch.zeros_like(h_n))
+            cs.append(c)
+        return out, (torch.stack(hs), torch.stack(cs))
 
 
 def build_floor(sizes: Sizes, base: int = 8) -> ChildLM:
@@ -264,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         variants[f"random_cell(8, {seed})"] = lambda c=random_cell(8, seed): build_cell(c, sizes)
     trainers = {name: Trainer(make(), device, args.lr) for name, make in variants.items()}
     for name, tr in trainers.items():
-        print(f"  {name:<18} {sum(p.numel() for p in tr.params):>10,} parameters")
+        print(f"  {name:<24} {sum(p.numel() for p in tr.params):>10,} parameters")
 
     batches = make_batches(sizes, args.warmup + args.steps, args.seed, device)
     tps: dict[str, list[float]] = {name: [] for name in trainers}

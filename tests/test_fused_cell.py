@@ -5,7 +5,7 @@ import torch
 
 from search_spaces import known_cell, random_cell
 from workers.cell_rnn import CellLayer, CellRNN
-from workers.fused_cell import CellSequence, backward_source, forward_source
+from workers.fused_cell import CellSequence, backward_source, compile_cell, forward_source
 
 CELLS = [known_cell(name) for name in ("nascell", "lstm", "tanh_rnn")] + [
     random_cell(base, seed) for base in (2, 4, 8) for seed in range(12)]
@@ -52,7 +52,7 @@ def test_fused_backward_passes_gradcheck(name):
     w = (0.5 * torch.randn(n * 3, 3, dtype=torch.double)).requires_grad_()
     h0 = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
     c0 = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda *a: CellSequence.apply(*a, cell), (x_proj, w, h0, c0))
+    assert torch.autograd.gradcheck(lambda *a: CellSequence.apply(*a, compile_cell(cell)), (x_proj, w, h0, c0))
 
 
 def test_fused_float32_matches_the_reference_to_float_tolerance_and_runs_without_grad():

@@ -21,7 +21,7 @@ from torch import nn
 
 from search_spaces.cell import Cell
 from workers.cell_code import compile_step
-from workers.fused_cell import CellSequence
+from workers.fused_cell import CellSequence, compile_cell
 
 
 class CellLayer(nn.Module):
@@ -43,7 +43,8 @@ class CellLayer(nn.Module):
         w_hidden = self.hidden_proj.weight  # (N*H, H)
         if self.fused:
             dtype = x_proj.dtype  # bfloat16 under autocast: the whole recurrence runs in it
-            out, h, c = CellSequence.apply(x_proj, w_hidden.to(dtype), h.to(dtype), c.to(dtype), self.cell)
+            steps = compile_cell(self.cell)
+            out, h, c = CellSequence.apply(x_proj, w_hidden.to(dtype), h.to(dtype), c.to(dtype), steps)
             return out, (h, c)
         step = self._step
         outputs = []

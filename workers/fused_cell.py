@@ -10,7 +10,7 @@ from the tree, generated per cell like the forward (so a new architecture costs 
 - the recurrent weight's gradient accumulates in place (``addmm_``) instead of one new tensor per step;
 - gradients of add-combined leaves are the same tensor for the input and the recurrent projection.
 
-:class:`CellSequence` is what :class:`workers.cell_rnn.CellLayer` uses by default; ``tests/test_fused_cell.py``
+:class:`CellSequence` (with ``compile_cell(cell)``) is what :class:`workers.cell_rnn.CellLayer` uses by default; ``tests/test_fused_cell.py``
 checks it against the reference path (outputs, states and every gradient, and ``gradcheck`` in float64).
 Double backward is not supported (the search never needs it).
 
@@ -146,12 +146,16 @@ def compile_cell(cell: Cell) -> tuple[Callable, Callable]:
 
 
 class CellSequence(torch.autograd.Function):
-    """``(x_proj (T,B,N*H), w_hidden (N*H,H), h0, c0) -> (out (T,B,H), h_T, c_T)`` for one cell, one layer."""
+    """``(x_proj (T,B,N*H), w_hidden (N*H,H), h0, c0, step_pair) -> (out (T,B,H), h_T, c_T)``: one layer.
+
+    ``step_pair`` is ``(forward_step, backward_step)`` with the contract of the module docstring, normally
+    ``compile_cell(cell)``; each step does one recurrent matrix product forward and one backward around them.
+    """
 
     @staticmethod
     def forward(ctx, x_proj: torch.Tensor, w_hidden: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-                cell: Cell) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        fwd, bwd = compile_cell(cell)
+                step_pair: tuple[Callable, Callable]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        fwd, bwd = step_pair
         steps = x_proj.shape[0]
         outs, cs, hps, saves = [], [c0], [], []
         h, c, wt = h0, c0, w_hidden.t()
