@@ -76,6 +76,14 @@ class Progress(tune.Callback):
         self._line(trials, trial, "failed", None)
 
 
+def shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies inside it (shorter console lines), else as is."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def trial_dirname(trial) -> str:
     """Short trial folder names (Tune's default flattens the whole spec into the name)."""
     return f"child_{trial.config.get('index', 0):04d}_{trial.trial_id}"
@@ -221,7 +229,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         _write_json_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
     each = f"{plan.cpus_per_trial:g} CPU" + (f", {plan.gpus_per_trial:g} GPU" if plan.gpus_per_trial else "")
     out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
-        f"({each} each), algo {cfg.algo}, data {cfg.data.source} ({corpus.level}, vocab {corpus.vocab_size}), results in {run_dir}")
+        f"({each} each), algo {cfg.algo}, data {cfg.data.source} ({corpus.level}, vocab {corpus.vocab_size}), results in {shown(run_dir)}")
 
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
@@ -253,9 +261,9 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         best_export, _ = write_export(spec_at_rank(run_dir, 1), run_dir / "best_cell.py")
     board = leaderboard(cells, top=5)
     out(f"\n{board}\n")
-    out(f"{finished} children in {elapsed:.0f} s; tables and plot in {run_dir}")
+    out(f"{finished} children in {elapsed:.0f} s; tables and plot in {shown(run_dir)}")
     if best_export:
-        out(f"best cell exported to {best_export}")
+        out(f"best cell exported to {shown(best_export)}")
     if interrupted:
         out(f"stopped before the budget ({finished}/{cfg.trials} children); continue with "
             f"`nas search --resume {cfg.name}" + (f" --results-dir {cfg.results_dir}`" if cfg.results_dir != "results" else "`"))
