@@ -72,7 +72,7 @@ def cmd_data_download(args: argparse.Namespace) -> None:
         print(path)
 
 
-def cmd_search(args: argparse.Namespace) -> None:
+def cmd_search(args: argparse.Namespace) -> int:
     from nas.config import config_from_dict, load_config, merge_overrides
     from nas.search import load_run_config, run_search
 
@@ -97,6 +97,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         outcome = run_search(cfg, resume=False)
     if outcome.finished == 0:
         raise UserError("no child finished; see the Ray trial folders in " + str(outcome.run_dir))
+    return 130 if outcome.interrupted else 0  # stopped by Ctrl-C: resumable, but not done (shells expect 130)
 
 
 def cmd_results(args: argparse.Namespace) -> None:
@@ -218,14 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, or a usage error already printed as one line
         return int(e.code or 0)
     try:
-        args.func(args)
+        code = args.func(args)
     except (UserError, ValueError, OSError) as e:
         print(f"nas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def test_ctrl_c_then_sigkill_then_resume_loses_nothing(tmp_path):
     out, err = p.communicate(timeout=300)
     assert "Traceback" not in err, err
     assert "nas search --resume long" in out, out
+    assert p.returncode == 130, out + err  # resumable, but not done
     stopped_at = len(lines(children))
     assert 2 <= stopped_at < 14
 
