@@ -25,7 +25,7 @@ from ray import tune  # noqa: E402
 
 from nas.config import SearchConfig, config_from_dict  # noqa: E402
 from nas.export import write_export  # noqa: E402
-from nas.results import leaderboard, load_cells, spec_at_rank, write_tables  # noqa: E402
+from nas.results import leaderboard, load_cells, read_records, spec_at_rank, write_tables  # noqa: E402
 from nas.searcher import ControllerSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402
@@ -51,12 +51,20 @@ class SearchOutcome:
 
 
 class Progress(tune.Callback):
-    """One console line per finished child: done / running / best so far."""
+    """One console line per finished child: done / running / best so far (counting children recorded before a
+    resume: Tune restores this callback as it was pickled at the start, so :meth:`setup` re-reads the records)."""
 
-    def __init__(self, total: int, out: Callable[[str], None]) -> None:
-        self.total, self.out = total, out
+    def __init__(self, total: int, out: Callable[[str], None], run_dir: Path | None = None) -> None:
+        self.total, self.out, self.run_dir = total, out, run_dir
         self.best: tuple[float, int] | None = None
         self.done = 0
+
+    def setup(self, **info) -> None:
+        path = self.run_dir / "children.jsonl" if self.run_dir else None
+        rows = read_records(path) if path and path.is_file() else []
+        self.done = len(rows)
+        done = [(r["val_ppl"], r["index"]) for r in rows if r.get("status") == "completed" and r.get("val_ppl")]
+        self.best = min(done) if done else None
 
     def _line(self, trials, trial, status: str, ppl: float | None) -> None:
         self.done += 1
@@ -233,7 +241,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
 
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
-        callbacks=[Progress(cfg.trials, out)],
+        callbacks=[Progress(cfg.trials, out, run_dir)],
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
     )
     trainable = _trainable(cfg, corpus, plan)

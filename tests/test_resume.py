@@ -81,6 +81,7 @@ def test_ctrl_c_then_sigkill_then_resume_loses_nothing(tmp_path):
     p = start(["search", "--resume", "long"], tmp_path)
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, out + err
+    assert "[ 14/14]" in out and "[  1/14]" not in out, out  # the progress count continues across resumes
     cells = pd.read_csv(run_dir / "cells.csv")
     assert len(cells) == 14 and cells["trial_id"].is_unique
     assert sorted(cells["index"]) == list(range(14))
