@@ -92,8 +92,29 @@ def test_saved_step_tensors_are_freed_with_the_outputs():
     layer = CellLayer(known_cell("nascell"), 4, 5)
     z = torch.zeros(3, 5)
     out, (h, c) = layer(torch.randn(6, 3, 4), (z, z))
-    saved = weakref.ref(out.grad_fn.hps[0])
+    saved = weakref.ref(out.grad_fn.saved_tensors[-1])  # a step's node output
     (out.sum() + h.sum() + c.sum()).backward()
     h, c = h.detach(), c.detach()  # what the training loop keeps
     del out
     assert saved() is None
+
+
+def test_backward_frees_the_step_tensors_even_while_the_outputs_live():
+    """The previous step's logits/loss are still alive during the next training step; its saved step tensors
+    must not be (autograd frees what save_for_backward holds once backward has run)."""
+    import weakref
+
+    forward_step, backward_step = compile_cell(known_cell("nascell"))
+    refs = []
+
+    def spy(xp, hp, c_prev):  # the real step, remembering a weak reference to what it saves
+        h, c, saved = forward_step(xp, hp, c_prev)
+        refs.extend(weakref.ref(t) for t in saved)
+        return h, c, saved
+
+    x_proj = torch.randn(6, 3, 8 * 5, requires_grad=True)
+    w, z = torch.randn(8 * 5, 5, requires_grad=True), torch.zeros(3, 5)
+    out, h, c = CellSequence.apply(x_proj, w, z, z, (spy, backward_step))
+    assert all(r() is not None for r in refs)
+    out.sum().backward()
+    assert all(r() is None for r in refs)  # out is alive, the step tensors are not

@@ -167,24 +167,25 @@ class CellSequence(torch.autograd.Function):
             hps.append(hp)
             saves.append(saved)
         out = torch.stack(outs)
-        ctx.bwd, ctx.cs, ctx.hps, ctx.saves = bwd, cs, hps, saves
-        ctx.save_for_backward(x_proj, w_hidden, h0, out)
-        # Fresh tensors for the returned state: ctx holds the last step's h and c, and an output kept on ctx
-        # would form a ctx -> tensor -> grad_fn -> ctx cycle that is never freed (a leak of every step's saves).
-        return out, h.clone(), c.clone()
+        ctx.bwd, ctx.per_step = bwd, len(saves[0]) if saves else 0
+        # Everything goes through save_for_backward: autograd frees it after backward (unless retain_graph),
+        # checks in-place changes, and no ctx -> tensor -> grad_fn -> ctx cycle can keep it alive.
+        ctx.save_for_backward(x_proj, w_hidden, h0, out, *cs, *hps, *(t for saved in saves for t in saved))
+        return out, h.clone(), c.clone()  # the returned state: fresh tensors, not the saved step tensors
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out: torch.Tensor | None, g_h: torch.Tensor | None, g_c: torch.Tensor | None):
-        x_proj, w_hidden, h0, out = ctx.saved_tensors
-        steps = x_proj.shape[0]
+        x_proj, w_hidden, h0, out, *rest = ctx.saved_tensors
+        steps, k = x_proj.shape[0], ctx.per_step
+        cs, hps, flat = rest[: steps + 1], rest[steps + 1 : 2 * steps + 1], rest[2 * steps + 1 :]
         g_out = torch.zeros_like(out) if g_out is None else g_out
         gh = torch.zeros_like(h0) if g_h is None else g_h
         gc = torch.zeros_like(h0) if g_c is None else g_c
         g_w = torch.zeros_like(w_hidden)
         g_xps = []
         for t in reversed(range(steps)):
-            gxp, ghp, gc = ctx.bwd(g_out[t] + gh, gc, x_proj[t], ctx.hps[t], ctx.cs[t], ctx.saves[t])
+            gxp, ghp, gc = ctx.bwd(g_out[t] + gh, gc, x_proj[t], hps[t], cs[t], flat[t * k : (t + 1) * k])
             g_xps.append(gxp)
             gh = torch.mm(ghp, w_hidden)
             g_w.addmm_(ghp.t(), h0 if t == 0 else out[t - 1])  # recurrent weight: sum_t ghp_t^T h_{t-1}
