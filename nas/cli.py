@@ -95,9 +95,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, overrides) if args.config else config_from_dict(merge_overrides({}, overrides))
         outcome = run_search(cfg, resume=False)
+    if outcome.interrupted:
+        return 130  # stopped by Ctrl-C: resumable, but not done (shells expect 130)
     if outcome.finished == 0:
         raise UserError("no child finished; see the Ray trial folders in " + str(outcome.run_dir))
-    return 130 if outcome.interrupted else 0  # stopped by Ctrl-C: resumable, but not done (shells expect 130)
+    return 0
 
 
 def cmd_results(args: argparse.Namespace) -> None:

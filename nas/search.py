@@ -11,7 +11,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -61,8 +61,8 @@ class Progress(tune.Callback):
 
     def setup(self, **info) -> None:
         path = self.run_dir / "children.jsonl" if self.run_dir else None
-        rows = read_records(path) if path and path.is_file() else []
-        self.done = len(rows)
+        rows = list({r["trial_id"]: r for r in (read_records(path) if path and path.is_file() else [])}.values())
+        self.done = len(rows)  # one per trial: a child recorded just before a crash may be re-run and re-reported
         done = [(r["val_ppl"], r["index"]) for r in rows if r.get("status") == "completed" and r.get("val_ppl")]
         self.best = min(done) if done else None
 
@@ -234,7 +234,9 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     plan = plan_resources(cfg, ray.cluster_resources())
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        _write_json_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
+        # config.json records what runs: "auto" resolved, which is also what a resumed Tuner keeps
+        ran = replace(cfg, concurrency=plan.concurrency, gpus_per_trial=plan.gpus_per_trial)
+        _write_json_atomic(run_dir / CONFIG_FILE, ran.to_dict())
     each = f"{plan.cpus_per_trial:g} CPU" + (f", {plan.gpus_per_trial:g} GPU" if plan.gpus_per_trial else "")
     out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
         f"({each} each), algo {cfg.algo}, data {cfg.data.source} ({corpus.level}, vocab {corpus.vocab_size}), results in {shown(run_dir)}")

@@ -42,3 +42,24 @@ def test_a_child_that_does_not_fit_the_cluster_is_one_clear_error():
         plan_resources(config_from_dict({"cpus_per_trial": 4}), {"CPU": 2.0})
     with pytest.raises(SearchError, match="add GPU nodes"):
         plan_resources(config_from_dict({"gpus_per_trial": 1}), {"CPU": 2.0})
+
+
+def test_config_json_records_the_resolved_auto_settings(tmp_path):
+    import json
+
+    import ray
+
+    from nas.search import run_search
+    from test_faults import tiny_config
+
+    cfg = tiny_config(tmp_path, trials=1, concurrency="auto")
+    assert cfg.concurrency is None
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        lines = []
+        outcome = run_search(cfg, out=lines.append)
+    finally:
+        ray.shutdown()
+    saved = json.loads((outcome.run_dir / "config.json").read_text())
+    assert (saved["concurrency"], saved["gpus_per_trial"]) == (2, 0.0)  # what a --resume will run with
+    assert "2 at a time (1 CPU each)" in lines[0]
