@@ -5,7 +5,8 @@ counted) and on the bundled Tiny Shakespeare corpus, so it needs no data files:
 
 1. **Overhead**: 16 tiny children (1 layer, hidden 16, 5 training batches), 2 at a time. Reported per child:
    - *outside the trainable*: ``(Tune wall time x children at once - sum of time inside the trainable) / children``
-     -- process start or actor reuse, imports, shipping the corpus, scheduling, the searcher's suggest/update;
+     -- process start or actor reuse, imports, shipping the corpus, scheduling, the searcher's suggest/update,
+     and (an overestimate) a slot left idle while the last child finishes;
    - *inside the trainable, outside the training loop*: model build, evaluation and reporting.
 2. **Packing**: the same ``--pack-trials`` children of the default search (random search, so every setting trains
    the very same children) with 1, 2 and 4 children at once, splitting the machine's CPUs among them (on a GPU
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
         if not args.skip_packing:
             settings = ([(k, cpus / k, 0.0) for k in (1, 2, 4)] if gpus == 0
-                        else [(k * gpus, max(1.0, cpus / (k * gpus)), 1.0 / k) for k in (1, 2, 4)])
+                        else [(min(k * gpus, cpus), cpus / min(k * gpus, cpus), 1.0 / k) for k in (1, 2, 4)])
             print(f"\npacking: {args.pack_trials} children of the default search per setting\n")
             print("| children at once | CPUs per child | GPUs per child | children/hour | wall s | training s/child |")
             print("|---:|---:|---:|---:|---:|---:|")

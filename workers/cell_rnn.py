@@ -11,6 +11,7 @@ matmul and the cell's straight-line step function.
 Two paths compute the same numbers: the default ``fused=True`` runs each layer's whole sequence as one autograd
 node with a generated backward (:mod:`workers.fused_cell`, ~10-20% faster on CPU); ``fused=False`` is the
 reference, the step of :mod:`workers.cell_code` under plain autograd (the code ``nas export`` writes).
+Under bfloat16 autocast the fused path runs the whole recurrence, state included, in bfloat16.
 """
 
 from __future__ import annotations
