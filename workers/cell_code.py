@@ -24,8 +24,10 @@ from search_spaces.cell import Cell, children
 
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-_ACT = {"identity": "{}", "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})", "relu": "torch.relu({})"}
-_COMB = {"add": "{} + {}", "elem_mult": "{} * {}"}
+ACT_CODE = {"identity": "{}", "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})", "relu": "torch.relu({})"}
+"""Each activation as a torch expression template."""
+COMB_CODE = {"add": "{} + {}", "elem_mult": "{} * {}"}
+"""Each combination of two values as a torch expression template."""
 
 
 def step_source(cell: Cell, name: str = "cell_step", indent: str = "") -> str:
@@ -43,20 +45,20 @@ def step_source(cell: Cell, name: str = "cell_step", indent: str = "") -> str:
     for comb in sorted(leaf_combs):
         var = "sums" if comb == "add" else "prods"
         names = ", ".join(f"{var[0]}_{i}" for i in range(n))
-        body.append(f"{var} = {_COMB[comb].format('x_proj', 'h_proj')}  # (B, {n}*H)")
+        body.append(f"{var} = {COMB_CODE[comb].format('x_proj', 'h_proj')}  # (B, {n}*H)")
         body.append(f"{names} = {var}.chunk({n}, 1)")
     for k, node in enumerate(cell.nodes):
         kids = children(n, k)
         if kids is None:
             pre = f"{'s' if node.comb == 'add' else 'p'}_{k}"
         else:
-            pre = _COMB[node.comb].format(f"n{kids[0]}", f"n{kids[1]}")
+            pre = COMB_CODE[node.comb].format(f"n{kids[0]}", f"n{kids[1]}")
         if mem is not None and mem.output_node == k:
             body.append(f"c_next = {pre}  # c_t: node {k} before its activation")
             pre = "c_next"
-        body.append(f"n{k} = {_ACT[node.act].format(pre)}")
+        body.append(f"n{k} = {ACT_CODE[node.act].format(pre)}")
         if mem is not None and mem.inject_node == k:
-            injected = _ACT[mem.inject_act].format(_COMB[mem.inject_comb].format(f"n{k}", "c_prev"))
+            injected = ACT_CODE[mem.inject_act].format(COMB_CODE[mem.inject_comb].format(f"n{k}", "c_prev"))
             body.append(f"n{k} = {injected}  # cell inject: c_(t-1) enters node {k}")
     if mem is None:
         body.append("c_next = c_prev  # no memory path")
@@ -69,13 +71,17 @@ def step_source(cell: Cell, name: str = "cell_step", indent: str = "") -> str:
     return "\n".join([indent + sig] + [inner + line for line in body]) + "\n"
 
 
-@functools.lru_cache(maxsize=256)
-def compile_step(cell: Cell) -> Step:
-    """The cell's step as a Python function (see the module docstring); cached per cell."""
-    src = step_source(cell)
-    filename = f"<cell step {abs(hash(cell.to_json())):x}>"
-    # Register the source so tracebacks and inspect.getsource show the generated lines.
+def load_function(src: str, name: str, cell: Cell) -> Callable:
+    """The function ``name`` defined by generated source ``src`` for ``cell`` (``torch`` in scope). The source is
+    registered with linecache, so tracebacks and inspect.getsource show the generated lines."""
+    filename = f"<{name} {abs(hash(cell.to_json())):x}>"
     linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
     namespace: dict = {"torch": torch, "Tuple": tuple}
     exec(compile(src, filename, "exec"), namespace)
-    return namespace["cell_step"]
+    return namespace[name]
+
+
+@functools.lru_cache(maxsize=256)
+def compile_step(cell: Cell) -> Step:
+    """The cell's step as a Python function (see the module docstring); cached per cell."""
+    return load_function(step_source(cell), "cell_step", cell)

@@ -25,15 +25,14 @@ Per step ``t`` (contract of the generated functions)::
 from __future__ import annotations
 
 import functools
-import linecache
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from search_spaces.cell import Cell, children
+from workers.cell_code import ACT_CODE, COMB_CODE, load_function
 
-_ACT = {"identity": "{}", "tanh": "torch.tanh({})", "sigmoid": "torch.sigmoid({})", "relu": "torch.relu({})"}
 _DACT = {  # gradient through an activation, from the incoming gradient g and the activation's output y
     "identity": "{g}",
     "tanh": "torch.ops.aten.tanh_backward({g}, {y})",
@@ -43,7 +42,16 @@ _DACT = {  # gradient through an activation, from the incoming gradient g and th
 
 
 def _comb(kind: str, a: str, b: str) -> str:
-    return f"{a} + {b}" if kind == "add" else f"{a} * {b}"
+    return COMB_CODE[kind].format(a, b)
+
+
+def _saved_names(cell: Cell) -> list[str]:
+    """What ``forward_step`` saves, in order: every node's activation output ``y<k>``, and right after the inject
+    node's, its output after the injection ``z<k>``."""
+    names = [f"y{k}" for k in range(len(cell.nodes))]
+    if cell.memory is not None:
+        names.insert(cell.memory.inject_node + 1, f"z{cell.memory.inject_node}")
+    return names
 
 
 def forward_source(cell: Cell) -> str:
@@ -55,40 +63,33 @@ def forward_source(cell: Cell) -> str:
         var = "sums" if comb == "add" else "prods"
         lines.append(f"{var} = {_comb(comb, 'xp', 'hp')}")
         lines.append(f"{', '.join(f'{var[0]}_{i}' for i in range(n))}, = {var}.chunk({n}, 1)")
-    saved = []
     for k, node in enumerate(cell.nodes):
         kids = children(n, k)
         pre = f"{'s' if node.comb == 'add' else 'p'}_{k}" if kids is None else _comb(node.comb, f"z{kids[0]}", f"z{kids[1]}")
         if mem is not None and mem.output_node == k:
             lines.append(f"c = {pre}")
             pre = "c"
-        lines.append(f"y{k} = {_ACT[node.act].format(pre)}")
-        saved.append(f"y{k}")
+        lines.append(f"y{k} = {ACT_CODE[node.act].format(pre)}")
         if mem is not None and mem.inject_node == k:
-            lines.append(f"z{k} = {_ACT[mem.inject_act].format(_comb(mem.inject_comb, f'y{k}', 'c_prev'))}")
-            saved.append(f"z{k}")
+            lines.append(f"z{k} = {ACT_CODE[mem.inject_act].format(_comb(mem.inject_comb, f'y{k}', 'c_prev'))}")
         else:
             lines.append(f"z{k} = y{k}")
     if mem is None:
         lines.append("c = c_prev")
-    lines.append(f"return z{cell.root}, c, ({', '.join(saved)},)")
+    lines.append(f"return z{cell.root}, c, ({', '.join(_saved_names(cell))},)")
     return _function("forward_step", "xp, hp, c_prev", lines)
 
 
 def backward_source(cell: Cell) -> str:
     """Source of ``backward_step`` (see the module docstring): the forward's chain rule, node by node, root first."""
     n, mem = cell.base, cell.memory
-    saved = [f"y{k}" for k in range(len(cell.nodes))]
-    if mem is not None:
-        saved.insert(mem.inject_node + 1, f"z{mem.inject_node}")
-    lines = [f"{', '.join(saved)}, = saved"]
+    lines = [f"{', '.join(_saved_names(cell))}, = saved"]
     z = {k: f"y{k}" for k in range(len(cell.nodes))}  # the value a node's parent reads
     if mem is not None:
         z[mem.inject_node] = f"z{mem.inject_node}"
     lines.append(f"g{cell.root} = gh")
     if mem is None:
         lines.append("gc_prev = gc")  # c passes through unchanged
-    leaf_grads = []
     for k in reversed(range(len(cell.nodes))):
         node = cell.nodes[k]
         g = f"g{k}"
@@ -112,8 +113,6 @@ def backward_source(cell: Cell) -> str:
             else:
                 lines.append(f"g{left} = gp{k} * {z[right]}")
                 lines.append(f"g{right} = gp{k} * {z[left]}")
-        else:
-            leaf_grads.append(k)
     xs = ", ".join(f"gp{i}" if cell.nodes[i].comb == "add" else f"gp{i} * h_{i}" for i in range(n))
     hs = ", ".join(f"gp{i}" if cell.nodes[i].comb == "add" else f"gp{i} * x_{i}" for i in range(n))
     lines.append(f"gxp = torch.cat(({xs},), 1)")
@@ -130,19 +129,11 @@ def _function(name: str, args: str, lines: list[str]) -> str:
     return f"def {name}({args}):\n" + "".join(f"    {line}\n" for line in lines)
 
 
-def _load(src: str, name: str, tag: str) -> Callable:
-    filename = f"<{name} {tag}>"
-    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)  # tracebacks show the lines
-    namespace: dict[str, Any] = {"torch": torch}
-    exec(compile(src, filename, "exec"), namespace)
-    return namespace[name]
-
-
 @functools.lru_cache(maxsize=256)
 def compile_cell(cell: Cell) -> tuple[Callable, Callable]:
     """(forward_step, backward_step) of ``cell``, generated and cached per cell."""
-    tag = f"{abs(hash(cell.to_json())):x}"
-    return _load(forward_source(cell), "forward_step", tag), _load(backward_source(cell), "backward_step", tag)
+    return (load_function(forward_source(cell), "forward_step", cell),
+            load_function(backward_source(cell), "backward_step", cell))
 
 
 class CellSequence(torch.autograd.Function):
