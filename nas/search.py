@@ -60,8 +60,8 @@ class Progress(tune.Callback):
         self.done = 0
 
     def setup(self, **info) -> None:
-        path = self.run_dir / "children.jsonl" if self.run_dir else None
-        rows = list({r["trial_id"]: r for r in (read_records(path) if path and path.is_file() else [])}.values())
+        records = read_records(self.run_dir / "children.jsonl") if self.run_dir else []  # [] when none yet
+        rows = list({r["trial_id"]: r for r in records}.values())
         self.done = len(rows)  # one per trial: a child recorded just before a crash may be re-run and re-reported
         done = [(r["val_ppl"], r["index"]) for r in rows if r.get("status") == "completed" and r.get("val_ppl")]
         self.best = min(done) if done else None
