@@ -21,18 +21,23 @@ def tiny_config(tmp_path, **over):
     return config_from_dict(d)
 
 
-def test_children_that_raise_or_diverge_are_recorded_and_the_search_finishes(tmp_path):
+def search_on_local_ray(cfg, out=lambda line: None):
+    """run_search on a fresh local Ray with 2 CPUs (shut down afterwards); the outcome and its child records."""
     import ray
 
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        outcome = run_search(cfg, out=out)
+    finally:
+        ray.shutdown()
+    return outcome, read_records(outcome.run_dir / "children.jsonl")
+
+
+def test_children_that_raise_or_diverge_are_recorded_and_the_search_finishes(tmp_path):
     # a batch size larger than the corpus makes a child raise inside training; lr 1e30 makes one diverge
     cfg = tiny_config(tmp_path, space={"base": 2, "layers": {"lr": [5.0, 1e30], "batch_size": [4, 100000]}},
                       trials=8)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        outcome = run_search(cfg, out=lambda line: None)
-    finally:
-        ray.shutdown()
-    rows = read_records(outcome.run_dir / "children.jsonl")
+    outcome, rows = search_on_local_ray(cfg)
     assert len(rows) == 8 and outcome.finished == 8 and not outcome.interrupted
     by_status = {}
     for r in rows:
@@ -68,16 +73,9 @@ def test_children_land_on_a_non_head_node_of_a_multi_node_cluster(tmp_path):
 
 
 def test_a_child_that_runs_out_of_memory_is_recorded_and_the_search_finishes(tmp_path):
-    import ray
-
     # hidden size 2e6 asks the allocator for terabytes: a real out-of-memory error from torch on any machine
     cfg = tiny_config(tmp_path, trials=6, space={"base": 2, "layers": {"hidden_size": [16, 2_000_000]}})
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        outcome = run_search(cfg, out=lambda line: None)
-    finally:
-        ray.shutdown()
-    rows = read_records(outcome.run_dir / "children.jsonl")
+    outcome, rows = search_on_local_ray(cfg)
     assert len(rows) == 6 and not outcome.interrupted
     big = [r for r in rows if r["spec"]["hparams"]["hidden_size"] == 2_000_000]
     small = [r for r in rows if r["spec"]["hparams"]["hidden_size"] == 16]

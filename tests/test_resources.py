@@ -47,19 +47,12 @@ def test_a_child_that_does_not_fit_the_cluster_is_one_clear_error():
 def test_config_json_records_the_resolved_auto_settings(tmp_path):
     import json
 
-    import ray
-
-    from nas.search import run_search
-    from test_faults import tiny_config
+    from test_faults import search_on_local_ray, tiny_config
 
     cfg = tiny_config(tmp_path, trials=1, concurrency="auto")
     assert cfg.concurrency is None
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        lines = []
-        outcome = run_search(cfg, out=lines.append)
-    finally:
-        ray.shutdown()
+    lines = []
+    outcome, _ = search_on_local_ray(cfg, out=lines.append)
     saved = json.loads((outcome.run_dir / "config.json").read_text())
     assert (saved["concurrency"], saved["gpus_per_trial"]) == (2, 0.0)  # what a --resume will run with
     assert "2 at a time (1 CPU each)" in lines[0]
