@@ -74,7 +74,8 @@ def cmd_data_download(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from nas.config import config_from_dict, load_config, merge_overrides
-    from nas.search import load_run_config, run_search
+    from nas.config import load_run_config
+    from nas.search import run_search
 
     overrides = {
         "name": args.name, "trials": args.trials, "concurrency": args.concurrency,

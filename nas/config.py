@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
+import os
 import math
 import tomllib
 import types
@@ -47,6 +49,9 @@ from workers.model import ModelConfig
 from workers.train import Budget, ChildSettings, TrainConfig
 
 ALGOS = ("reinforce", "random")
+
+CONFIG_FILE = "config.json"
+"""The settings a search ran with, in its results folder (what ``--resume`` and ``nas train`` read)."""
 
 
 @dataclass(frozen=True)
@@ -265,3 +270,15 @@ def merge_overrides(d: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[
         else:
             out[head] = value
     return out
+
+
+def load_run_config(results_dir: str | os.PathLike, name: str) -> SearchConfig:
+    """The config an existing experiment was started with (for --resume)."""
+    path = Path(results_dir).resolve() / name / CONFIG_FILE
+    if not path.is_file():
+        existing = sorted(p.parent.name for p in Path(results_dir).resolve().glob(f"*/{CONFIG_FILE}"))
+        raise ValueError(f"no experiment named {name!r} in {Path(results_dir).resolve()}; check the name given to "
+                         f"--resume (existing: {', '.join(existing) or 'none'})")
+    d = json.loads(path.read_text())
+    d["results_dir"] = str(results_dir)
+    return config_from_dict(d)

@@ -23,16 +23,13 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-from nas.config import SearchConfig, config_from_dict  # noqa: E402
+from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
 from nas.export import write_export  # noqa: E402
 from nas.results import leaderboard, load_cells, read_records, spec_at_rank, write_tables  # noqa: E402
 from nas.searcher import ControllerSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402
 from workers.trainable import METRIC, train_trial  # noqa: E402
-
-CONFIG_FILE = "config.json"
-
 
 class SearchError(ValueError):
     """A search cannot start; the message names the problem and the fix."""
@@ -103,18 +100,6 @@ def _check_run_dir(cfg: SearchConfig, resume: bool) -> None:
     elif cfg.run_dir.exists():
         raise SearchError(f"an experiment named {cfg.name!r} already exists in {cfg.run_dir.parent}; "
                           f"continue it with `nas search --resume {cfg.name}` or choose another --name")
-
-
-def load_run_config(results_dir: str | os.PathLike, name: str) -> SearchConfig:
-    """The config an existing experiment was started with (for --resume)."""
-    path = Path(results_dir).resolve() / name / CONFIG_FILE
-    if not path.is_file():
-        existing = sorted(p.parent.name for p in Path(results_dir).resolve().glob(f"*/{CONFIG_FILE}"))
-        raise SearchError(f"no experiment named {name!r} in {Path(results_dir).resolve()}; check the name given to "
-                          f"--resume (existing: {', '.join(existing) or 'none'})")
-    d = json.loads(path.read_text())
-    d["results_dir"] = str(results_dir)
-    return config_from_dict(d)
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
