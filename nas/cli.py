@@ -73,8 +73,7 @@ def cmd_data_download(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nas.config import config_from_dict, load_config, merge_overrides
-    from nas.config import load_run_config
+    from nas.config import config_from_dict, load_config, load_run_config, merge_overrides
     from nas.search import run_search
 
     overrides = {
