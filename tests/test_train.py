@@ -130,3 +130,33 @@ def test_bfloat16_autocast_trains_a_child_and_the_fused_path_matches_the_referen
 def test_an_unknown_precision_is_one_clear_error():
     with pytest.raises(ValueError, match="train.precision"):
         TrainConfig(precision="fp8")
+
+
+def test_patience_stops_after_epochs_without_a_better_validation_loss():
+    corpus = tiny_corpus(10)
+    frozen = TrainConfig(lr=1e-30, batch_size=8, bptt=20, eval_batch_size=4)  # weights never move
+    result = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=10, patience=2), model_config=SMALL,
+                         train_config=frozen)
+    # epoch 1 sets the best; epochs 2 and 3 do not beat it, each dividing lr by 4; then it stops
+    assert result.epochs == 3 and result.stopped_early and result.status == "completed"
+    assert [r.lr for r in result.history] == pytest.approx([1e-30, 1e-30 / 4, 1e-30 / 16])
+    full = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=2), model_config=SMALL, train_config=FAST)
+    assert full.epochs == 2 and not full.stopped_early
+    with pytest.raises(ValueError, match="budget.patience"):
+        Budget(patience=0)
+
+
+def test_best_state_is_the_best_validation_weights():
+    from workers.data import batchify
+    from workers.model import build_child
+    from workers.train import evaluate, perplexity
+
+    corpus = tiny_corpus(20)
+    result = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=2), model_config=SMALL,
+                         train_config=FAST, evaluate_test=True)
+    model = build_child(known_cell("nascell"), corpus.vocab_size, SMALL)
+    model.load_state_dict(result.best_state)
+    test = batchify(corpus.test, FAST.eval_batch_size)
+    assert perplexity(evaluate(model, test, FAST.bptt)) == pytest.approx(result.test_ppl, rel=1e-6)
+    no_test = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=1), model_config=SMALL, train_config=FAST)
+    assert no_test.best_state is None

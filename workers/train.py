@@ -88,11 +88,15 @@ class Budget:
     """Cap on BPTT windows per epoch (None: the whole training split)."""
     max_eval_tokens: int | None = None
     """Cap on validation tokens per evaluation (None: the whole validation split)."""
+    patience: int | None = None
+    """Stop early after this many epochs in a row without a better validation loss (None: run every epoch).
+    With SGD every such epoch also divides the learning rate by ``lr_decay``, so patience 3 stops once the rate
+    has fallen 64-fold (at lr_decay 4) without any gain: converged."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"budget.epochs: {self.epochs!r} is not allowed; use a whole number >= 1")
-        for name in ("max_batches", "max_eval_tokens"):
+        for name in ("max_batches", "max_eval_tokens", "patience"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ValueError(f"budget.{name}: {v!r} is not allowed; use a whole number >= 1 or leave it unset")
@@ -131,6 +135,10 @@ class TrainResult:
     test_ppl: float = math.nan
     """Test perplexity of the best-validation weights, when asked for (NaN otherwise)."""
     history: tuple[EpochReport, ...] = ()
+    best_state: dict[str, torch.Tensor] | None = dataclasses.field(default=None, repr=False, compare=False)
+    """The model's state dict at its best validation loss, when test perplexity was asked for (else None)."""
+    stopped_early: bool = False
+    """Training ended before ``budget.epochs`` because of ``budget.patience``."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +232,7 @@ def train_child(
     loss_fn = nn.CrossEntropyLoss()
 
     lr, best_loss, best_state = tcfg.lr, math.inf, None
-    train_seconds, history = 0.0, []
+    train_seconds, history, stale = 0.0, [], 0
 
     def result(status: str, message: str = "") -> TrainResult:
         test_ppl = math.nan
@@ -233,7 +241,8 @@ def train_child(
             test = batchify(corpus.test, tcfg.eval_batch_size).to(dev)
             test_ppl = perplexity(evaluate(model, test, tcfg.bptt, tcfg.precision))
         return TrainResult(status, perplexity(best_loss) if history else math.nan, len(history), params,
-                           train_seconds, message, test_ppl, tuple(history))
+                           train_seconds, message, test_ppl, tuple(history), best_state,
+                           stopped_early=len(history) < budget.epochs and status == "completed")
 
     for epoch in range(1, budget.epochs + 1):
         model.train()
@@ -269,15 +278,19 @@ def train_child(
         if _diverged(val_loss):
             return result("diverged", f"validation loss became {val_loss} after epoch {epoch}")
         if val_loss < best_loss:
-            best_loss = val_loss
+            best_loss, stale = val_loss, 0
             best_state = copy.deepcopy(model.state_dict()) if evaluate_test else None
-        elif tcfg.optimizer == "sgd":
-            lr /= tcfg.lr_decay
-            for group in opt.param_groups:
-                group["lr"] = lr
+        else:
+            stale += 1
+            if tcfg.optimizer == "sgd":
+                lr /= tcfg.lr_decay
+                for group in opt.param_groups:
+                    group["lr"] = lr
         report = EpochReport(epoch, train_loss, val_loss, perplexity(val_loss), perplexity(best_loss), lr, tokens,
                              train_seconds, tokens / seconds if seconds > 0 else math.nan)
         history.append(report)
         if on_epoch is not None:
             on_epoch(report)
+        if budget.patience is not None and stale >= budget.patience:
+            break
     return result("completed")
