@@ -207,7 +207,7 @@ def controller_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 # ---- run folders ---------------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -272,9 +272,9 @@ def write_tables(run_dir: str | os.PathLike) -> list[Path]:
     cells = children_table(read_records(run_dir / CHILDREN_FILE))
     controller = controller_table(read_records(run_dir / CONTROLLER_FILE))
     return [
-        _atomic_write(run_dir / CELLS_CSV, lambda p: cells.to_csv(p, index=False)),
-        _atomic_write(run_dir / CELLS_PARQUET, lambda p: cells.to_parquet(p, index=False)),
-        _atomic_write(run_dir / CONTROLLER_CSV, lambda p: controller.to_csv(p, index=False)),
+        atomic_write(run_dir / CELLS_CSV, lambda p: cells.to_csv(p, index=False)),
+        atomic_write(run_dir / CELLS_PARQUET, lambda p: cells.to_parquet(p, index=False)),
+        atomic_write(run_dir / CONTROLLER_CSV, lambda p: controller.to_csv(p, index=False)),
         _write_progress(run_dir, cells, controller),
     ]
 
@@ -424,4 +424,4 @@ def _write_progress(run_dir: Path, cells: pd.DataFrame, controller: pd.DataFrame
         bottom.set_xlabel("controller update")
         bottom.legend(handles=handles, fontsize=8, loc="best")
 
-    return _atomic_write(run_dir / PROGRESS_PNG, lambda p: fig.savefig(p, format="png", dpi=100))
+    return atomic_write(run_dir / PROGRESS_PNG, lambda p: fig.savefig(p, format="png", dpi=100))

@@ -25,7 +25,7 @@ from ray import tune  # noqa: E402
 
 from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
 from nas.export import write_export  # noqa: E402
-from nas.results import leaderboard, load_cells, read_records, spec_at_rank, write_tables  # noqa: E402
+from nas.results import atomic_write, leaderboard, load_cells, read_records, spec_at_rank, write_tables  # noqa: E402
 from nas.searcher import ControllerSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402
@@ -100,12 +100,6 @@ def _check_run_dir(cfg: SearchConfig, resume: bool) -> None:
     elif cfg.run_dir.exists():
         raise SearchError(f"an experiment named {cfg.name!r} already exists in {cfg.run_dir.parent}; "
                           f"continue it with `nas search --resume {cfg.name}` or choose another --name")
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _cluster_endpoint(address: str) -> tuple[str, int] | None:
@@ -221,7 +215,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     if not resume:
         # config.json records what runs: "auto" resolved, which is also what a resumed Tuner keeps
         ran = replace(cfg, concurrency=plan.concurrency, gpus_per_trial=plan.gpus_per_trial)
-        _write_json_atomic(run_dir / CONFIG_FILE, ran.to_dict())
+        atomic_write(run_dir / CONFIG_FILE, lambda p: p.write_text(json.dumps(ran.to_dict(), indent=2, default=str) + "\n"))
     each = f"{plan.cpus_per_trial:g} CPU" + (f", {plan.gpus_per_trial:g} GPU" if plan.gpus_per_trial else "")
     out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
         f"({each} each), algo {cfg.algo}, data {cfg.data.source} ({corpus.level}, vocab {corpus.vocab_size}), results in {shown(run_dir)}")
