@@ -125,6 +125,42 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {py}\nwrote {js}")
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
+    from nas.results import spec_at_rank
+    from nas.retrain import default_out_dir, retrain, retrain_config, summary_line
+
+    data = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level}
+    source = Path(args.source)
+    if source.is_dir():
+        if args.config:
+            raise UserError("--config applies to a cell name or spec file; a results folder brings the settings "
+                            "its search ran with (override the data with --dataset/--data-dir/--level)")
+        if not (source / CONFIG_FILE).is_file():
+            raise UserError(f"{source} has no {CONFIG_FILE}, so its search settings are unknown; give the folder "
+                            "printed at the end of a search, or export the cell and train the spec JSON with --config")
+        spec = spec_at_rank(source, args.rank)
+        run = source.resolve()
+        search = config_from_dict(merge_overrides(load_run_config(run.parent, run.name).to_dict(), data))
+        label, out = f"{source} (rank {args.rank})", Path(args.out or source / f"train-rank{args.rank}")
+    else:
+        if args.rank != 1:
+            raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
+        label, spec = load_spec(args.source)
+        search = load_config(args.config, data) if args.config else config_from_dict(merge_overrides({}, data))
+        out = Path(args.out) if args.out else default_out_dir(search.results_dir, label)
+    cfg = retrain_config(search, args.epochs, args.patience, args.seeds, args.seed, args.device)
+    seeds = ", ".join(map(str, cfg.seeds))
+    print(f"training {label} on {cfg.data.source} ({cfg.data.level}): up to {cfg.budget.epochs} epochs, stop after "
+          f"{cfg.budget.patience} without a better validation loss; seed(s) {seeds}; writing {out}")
+    outcome = retrain(spec, cfg, out, source=label)
+    print(summary_line(outcome.test_ppl_mean, outcome.test_ppl_std, list(outcome.runs)))
+    print(f"wrote {out / 'train.json'}")
+    if not any(r["status"] == "completed" for r in outcome.runs):
+        raise UserError(f"no seed completed training; see {out / 'train.json'}")
+    return 0
+
+
 def _power_of_two(text: str) -> int:
     try:
         v = int(text)
@@ -200,6 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--rank", type=int, default=1, help="which child of a results folder (default 1, the best)")
     export.add_argument("--class-name", default="SearchedCell", help="name of the cell class (default SearchedCell)")
     export.set_defaults(func=cmd_export)
+
+    train = sub.add_parser("train", help="retrain a cell to convergence and report its test perplexity")
+    train.add_argument("source", help="a results folder (its best child, or --rank K), a spec JSON file, or a known "
+                       "cell name")
+    train.add_argument("--rank", type=int, default=1, help="which child of a results folder (default 1, the best)")
+    train.add_argument("--config", metavar="FILE", help="search TOML whose [data], [model] and [train] apply (for a "
+                       "spec or name; a results folder uses its own)")
+    train.add_argument("--epochs", type=int, help="most epochs per seed (default 40)")
+    train.add_argument("--patience", type=int, help="stop after this many epochs without a better validation loss "
+                       "(default 3)")
+    train.add_argument("--seeds", type=int, default=1, help="independent trainings, seeds --seed, --seed+1, ... "
+                       "(default 1); reports mean ± std")
+    train.add_argument("--seed", type=int, help="first seed (default: the search's seed, else 0)")
+    train.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
+    train.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
+    train.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
+    train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
+    train.add_argument("--out", help="folder to write (default: <results folder>/train-rank<K>, or "
+                       "results/train-<cell>-<date>-<time>)")
+    train.set_defaults(func=cmd_train)
 
     data = sub.add_parser("data", help="inspect or download corpora")
     dsub = data.add_subparsers(dest="data_command", required=True)

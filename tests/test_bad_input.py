@@ -126,3 +126,46 @@ def test_results_and_data_commands(ws, capsys):
     fails(capsys, ["data", "download", "imagenet", str(ws / "d")], "imagenet", "ptb")
     fails(capsys, ["data", "info", str(ws / "missing")], "missing")
     assert not (ws / "d").exists()
+
+
+def test_train_inputs(ws, capsys):
+    """`nas train`: each bad input is one line, and no output folder is created or touched."""
+    (ws / "c.toml").write_text('[data]\ndataset = "corpus"\n[model]\nhidden_size = 8\nnum_layers = 1\n')
+    base = ["train", "nascell", "--config", "c.toml", "--epochs", "1"]
+    fails(capsys, base + ["--rank", "2"], "--rank applies to a results folder")
+    fails(capsys, base + ["--seeds", "0"], "seeds: 0", "use a whole number >= 1")
+    fails(capsys, base + ["--epochs", "0"], "budget.epochs: 0")
+    fails(capsys, base + ["--patience", "0"], "budget.patience: 0")
+    fails(capsys, base + ["--device", "gpu"], "'gpu' is not a torch device", "use cpu")
+    fails(capsys, ["train", "no-such-cell"], "neither a known cell")
+    fails(capsys, base + ["--dataset", "missing-dir"], "missing-dir")
+    from search_spaces import ChildSpec, HParams, known_cell
+
+    (ws / "bad_hp.json").write_text(ChildSpec(known_cell("nascell"), HParams.of({"hiden_size": 8})).to_json())
+    fails(capsys, ["train", "bad_hp.json", "--config", "c.toml", "--out", "o"], "hiden_size")
+    assert not (ws / "o").exists() and not (ws / "results").exists()
+    (ws / "full").mkdir()
+    (ws / "full" / "keep.txt").write_text("mine")
+    fails(capsys, base + ["--out", "full"], "--out full already exists", "choose another --out")
+    assert os.listdir(ws / "full") == ["keep.txt"]
+    fails(capsys, ["train", "corpus"], "corpus has no config.json")
+    (ws / "corpus" / "config.json").write_text("{}")
+    fails(capsys, ["train", "corpus", "--config", "c.toml"], "--config applies to a cell name or spec file")
+
+
+def test_train_a_named_cell_with_a_config_and_seeds(ws, capsys):
+    """A known cell with a search TOML's settings: the given seeds in order, the default output folder under
+    results/, a summary over seeds, and the same seed trains to the same numbers."""
+    (ws / "c.toml").write_text('[data]\ndataset = "corpus"\n[model]\nhidden_size = 8\nnum_layers = 1\n'
+                               '[train]\nbatch_size = 4\neval_batch_size = 4\nbptt = 5\n')
+    assert main(["train", "tanh_rnn", "--config", "c.toml", "--epochs", "2", "--seeds", "2", "--seed", "7"]) == 0
+    out = capsys.readouterr().out
+    (folder,) = (ws / "results").iterdir()
+    assert folder.name.startswith("train-tanh_rnn-")
+    assert sorted(p.name for p in folder.iterdir()) == ["model-seed7.pt", "model-seed8.pt", "spec.json", "train.json"]
+    doc = json.loads((folder / "train.json").read_text())
+    assert [r["seed"] for r in doc["runs"]] == [7, 8] and doc["settings"]["model"]["hidden_size"] == 8
+    assert "test perplexity" in out and "over 2 seeds" in out
+    assert main(["train", "tanh_rnn", "--config", "c.toml", "--epochs", "2", "--seed", "8", "--out", "again"]) == 0
+    again = json.loads((ws / "again" / "train.json").read_text())
+    assert again["runs"][0]["test_ppl"] == doc["runs"][1]["test_ppl"]  # deterministic on CPU for a seed

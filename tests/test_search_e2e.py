@@ -162,3 +162,49 @@ def test_fake_gpu_packing_runs_four_children_at_once(tmp_path):
     assert len(rows) == 4 and all(r["gpus"] == 0.25 for r in rows)
     # all four were training at one moment: the latest start precedes the earliest finish
     assert max(r["started_at"] for r in rows) < min(r["finished_at"] for r in rows)
+
+
+def test_train_retrains_a_child_of_the_search_with_its_settings(search, tmp_path):
+    """`nas train results/tiny --rank 2`: the rank-2 spec, the search's data/model/train settings, one full
+    training per seed, test perplexity reported; the saved weights give that perplexity again and load into the
+    exported module."""
+    from nas.config import config_from_dict
+    from nas.export import write_export
+    from nas.results import spec_at_rank
+    from workers.data import batchify, load_corpus
+    from workers.model import build_child
+    from workers.train import evaluate, perplexity, split_hparams
+
+    root, run_dir, _ = search
+    p = run(["train", "results/tiny", "--rank", "2", "--epochs", "2", "--seeds", "2"], cwd=root)
+    out_dir = run_dir / "train-rank2"
+    assert "training results/tiny (rank 2)" in p.stdout and "seed(s) 1, 2" in p.stdout  # the search's seed first
+    assert p.stdout.count(" · epoch ") == 4 and "test perplexity" in p.stdout and " ± " in p.stdout
+    doc = json.loads((out_dir / "train.json").read_text())
+    spec = spec_at_rank(run_dir, 2)
+    assert ChildSpec.from_dict(doc["spec"]) == spec == ChildSpec.from_json((out_dir / "spec.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    assert doc["settings"]["model"] == config["model"] and doc["settings"]["train"] == config["train"]
+    assert doc["settings"]["budget"]["max_batches"] is None  # whole epochs, not the search's short budget
+    assert [r["seed"] for r in doc["runs"]] == [1, 2]
+    ppls = [r["test_ppl"] for r in doc["runs"]]
+    assert all(r["status"] == "completed" and r["epochs"] == 2 and len(r["history"]) == 2 for r in doc["runs"])
+    assert doc["test_ppl_mean"] == pytest.approx(sum(ppls) / 2)
+
+    corpus = load_corpus(str(root / "corpus"))
+    searched = config_from_dict(config)
+    model_cfg, train_cfg = split_hparams(spec.hparams.as_dict(), searched.model, searched.train)
+    model = build_child(spec.cell, corpus.vocab_size, model_cfg)
+    model.load_state_dict(torch.load(out_dir / "model-seed2.pt"))
+    test = batchify(corpus.test, train_cfg.eval_batch_size)
+    assert perplexity(evaluate(model, test, train_cfg.bptt)) == pytest.approx(ppls[1], rel=1e-5)
+
+    py, _ = write_export(spec, tmp_path / "retrained.py")
+    mod_spec = importlib.util.spec_from_file_location("retrained_e2e", py)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    exported = mod.SearchedCellRNN(model_cfg.embedding_dim, model_cfg.hidden_size, model_cfg.num_layers).eval()
+    exported.load_state_dict({k[len("rnn."):]: v for k, v in model.state_dict().items() if k.startswith("rnn.")})
+    x = torch.randn(5, 3, model_cfg.embedding_dim)
+    torch.testing.assert_close(exported(x)[0], model.rnn.eval()(x)[0])
+
