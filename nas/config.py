@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import itertools
 import json
 import os
 import math
@@ -165,8 +166,24 @@ class SearchConfig:
             raise ValueError(f"algo: {self.algo!r} is not one of {', '.join(ALGOS)}")
         if self.max_failures < 0:
             raise ValueError(f"max_failures: {self.max_failures} is not allowed; use 0 or more")
-        # the fixed model config combined with any searched choice must be valid (e.g. tie_weights sizes)
-        self.space.search_space()
+        self._check_searched_children()
+
+    def _check_searched_children(self, limit: int = 100_000) -> None:
+        """Every child the space can propose must be valid with this [model] and [train], e.g. tie_weights with
+        each searched hidden_size. Checks every combination of choices (each choice alone past ``limit``)."""
+        from workers.train import split_hparams
+
+        choices = self.space.search_space().layers.choices
+        combos = math.prod(len(values) for _, values in choices)
+        candidates = (itertools.product(*([(name, v) for v in values] for name, values in choices))
+                      if combos <= limit else ([(name, v)] for name, values in choices for v in values))
+        for combo in candidates:
+            try:
+                split_hparams(dict(combo), self.model, self.train)
+            except ValueError as e:
+                picked = ", ".join(f"{k}={v!r}" for k, v in combo)
+                raise ValueError(f"space.layers: a child with {picked} is invalid with the [model] and [train] "
+                                 f"settings ({e}); change those choices or the fixed settings") from None
 
     @property
     def run_dir(self) -> Path:

@@ -53,6 +53,8 @@ def search_with(ws, capsys, toml, *needles, extra=()):
     ("[space.layers]\ndropout = [0.1, 1.5]\n", ["dropout", "[0, 1)"]),
     ("[space.layers]\nhidden_size = 64\n", ["hidden_size", "list"]),
     ("[model]\ntie_weights = true\nembedding_size = 32\n", ["tie_weights", "embedding_size"]),
+    ("[model]\ntie_weights = true\nhidden_size = 64\nembedding_size = 64\n[space.layers]\nhidden_size = [64, 128]\n",
+     ["space.layers: a child with hidden_size=128 is invalid", "tie_weights"]),
     ("[budget]\nepochs = 0\n", ["budget.epochs"]),
     ("[train]\noptimizer = 'lbfgs'\n", ["optimizer", "sgd, adam"]),
     ("[controller]\nreward = 'accuracy'\n", ["reward"]),
