@@ -252,7 +252,8 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     out(f"\n{board}\n")
     out(f"{finished} children in {elapsed:.0f} s; tables and plot in {shown(run_dir)}")
     if best_export:
-        out(f"best cell exported to {shown(best_export)}")
+        out(f"best cell exported to {shown(best_export)}; retrain it to convergence (test perplexity) with "
+            f"`nas train {shown(run_dir)}`")
     if interrupted:
         out(f"stopped before the budget ({finished}/{cfg.trials} children); continue with "
             f"`nas search --resume {cfg.name}" + (f" --results-dir {cfg.results_dir}`" if cfg.results_dir != "results" else "`"))

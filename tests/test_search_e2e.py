@@ -73,6 +73,7 @@ def test_search_prints_progress_leaderboard_and_export(search):
     assert "[  4/4]" in out and "best" in out
     assert "rank" in out and "val_ppl" in out  # the top-5 table
     assert "best cell exported to results/tiny/best_cell.py" in out  # shown relative to the working folder
+    assert "`nas train results/tiny`" in out
     assert len(p.stderr.strip().splitlines()) < 5, p.stderr  # Ray's console noise is kept down
 
 
