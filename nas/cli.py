@@ -150,9 +150,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         search = load_config(args.config, data) if args.config else config_from_dict(merge_overrides({}, data))
         out = Path(args.out) if args.out else default_out_dir(search.results_dir, label)
     cfg = retrain_config(search, args.epochs, args.patience, args.seeds, args.seed, args.device)
-    seeds = ", ".join(map(str, cfg.seeds))
-    print(f"training {label} on {cfg.data.source} ({cfg.data.level}): up to {cfg.budget.epochs} epochs, stop after "
-          f"{cfg.budget.patience} without a better validation loss; seed(s) {seeds}; writing {out}")
     outcome = retrain(spec, cfg, out, source=label)
     print(summary_line(outcome.test_ppl_mean, outcome.test_ppl_std, list(outcome.runs)))
     print(f"wrote {out / 'train.json'}")

@@ -179,6 +179,12 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
     _check_out_dir(out_dir)
     split_hparams(spec.hparams.as_dict(), cfg.model, cfg.train)  # unknown or invalid hyperparameters fail here
     corpus = load_corpus(cfg.data.source, cfg.data.level)
+    seeds = ", ".join(map(str, cfg.seeds))
+    patience = cfg.budget.patience
+    stop = f"stopping after {patience} without a better validation loss" if patience else "no early stop"
+    out(f"training {source or 'the cell'} on {corpus.name} ({corpus.level}, vocab {corpus.vocab_size:,}, "
+        f"{corpus.train.numel():,} training tokens): up to {cfg.budget.epochs} epochs, {stop}; seed(s) {seeds}; "
+        f"writing {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / SPEC_FILE, lambda p: p.write_text(spec.to_json() + "\n"))
     header = {"source": source, "spec": spec.to_dict(), "settings": cfg.to_dict(), "corpus": corpus.summary(),
