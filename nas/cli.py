@@ -128,7 +128,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
     from nas.results import spec_at_rank
-    from nas.retrain import default_out_dir, retrain, retrain_config, summary_line
+    from nas.retrain import default_out_dir, fresh_dir, retrain, retrain_config, summary_line
 
     data = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level}
     source = Path(args.source)
@@ -142,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = spec_at_rank(source, args.rank)
         run = source.resolve()
         search = config_from_dict(merge_overrides(load_run_config(run.parent, run.name).to_dict(), data))
-        label, out = f"{source} (rank {args.rank})", Path(args.out or source / f"train-rank{args.rank}")
+        label, out = f"{source} (rank {args.rank})", Path(args.out or fresh_dir(source / f"train-rank{args.rank}"))
     else:
         if args.rank != 1:
             raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")

@@ -31,8 +31,8 @@ import dataclasses
 import datetime as _dt
 import itertools
 import json
-import os
 import math
+import os
 import tomllib
 import types
 import typing
@@ -47,7 +47,7 @@ from search_spaces.space import SearchSpace
 from workers.data import BUNDLED, LEVELS
 from workers.download import DATASETS
 from workers.model import ModelConfig
-from workers.train import Budget, ChildSettings, TrainConfig
+from workers.train import Budget, ChildSettings, TrainConfig, split_hparams
 
 ALGOS = ("reinforce", "random")
 
@@ -98,8 +98,6 @@ class SpaceConfig:
         CellSpace(self.base)  # validates base
         layer_space = LayerSpace.of(self.layers)  # validates the choices
         # every name must be something a child understands, and every choice must be a valid value
-        from workers.train import split_hparams
-
         for name, values in layer_space.choices:
             for v in values:
                 try:
@@ -168,16 +166,14 @@ class SearchConfig:
             raise ValueError(f"max_failures: {self.max_failures} is not allowed; use 0 or more")
         self._check_searched_children()
 
-    def _check_searched_children(self, limit: int = 100_000) -> None:
-        """Every child the space can propose must be valid with this [model] and [train], e.g. tie_weights with
-        each searched hidden_size. Checks every combination of choices (each choice alone past ``limit``)."""
-        from workers.train import split_hparams
-
+    def _check_searched_children(self) -> None:
+        """Every child the space can propose must be valid with this [model] and [train]: each choice, and every
+        combination of the choices that ModelConfig checks together (tie_weights, embedding_size, hidden_size)."""
         choices = self.space.search_space().layers.choices
-        combos = math.prod(len(values) for _, values in choices)
-        candidates = (itertools.product(*([(name, v) for v in values] for name, values in choices))
-                      if combos <= limit else ([(name, v)] for name, values in choices for v in values))
-        for combo in candidates:
+        joint = [(name, values) for name, values in choices if name in _CHECKED_TOGETHER]
+        singles = [[(name, v)] for name, values in choices if name not in _CHECKED_TOGETHER for v in values]
+        combos = itertools.product(*([(name, v) for v in values] for name, values in joint))
+        for combo in itertools.chain(singles, combos):
             try:
                 split_hparams(dict(combo), self.model, self.train)
             except ValueError as e:
@@ -203,6 +199,9 @@ class SearchConfig:
 _SECTIONS = {"data": DataConfig, "space": SpaceConfig, "model": ModelConfig, "train": TrainConfig,
              "budget": Budget, "controller": ControllerConfig}
 
+
+_CHECKED_TOGETHER = ("tie_weights", "embedding_size", "hidden_size")
+"""ModelConfig fields validated against each other: searched choices of these are checked in every combination."""
 
 _AUTO = ("concurrency", "gpus_per_trial")
 """Top-level settings whose None means "pick for the machine", spelled "auto" in TOML and on the command line."""
@@ -290,7 +289,7 @@ def merge_overrides(d: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[
 
 
 def load_run_config(results_dir: str | os.PathLike, name: str) -> SearchConfig:
-    """The config an existing experiment was started with (for --resume)."""
+    """The config the experiment ``name`` was started with (what ``--resume`` continues and ``nas train`` reuses)."""
     path = Path(results_dir).resolve() / name / CONFIG_FILE
     if not path.is_file():
         existing = sorted(p.parent.name for p in Path(results_dir).resolve().glob(f"*/{CONFIG_FILE}"))

@@ -94,10 +94,18 @@ def retrain_config(search: SearchConfig, epochs: int | None = None, patience: in
     return RetrainConfig(search.data, search.model, search.train, budget, tuple(range(start, start + seeds)), device)
 
 
+def fresh_dir(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ...: the first that does not exist yet (for default output folders)."""
+    n = 1
+    while (candidate := path if n == 1 else path.with_name(f"{path.name}-{n}")).exists():
+        n += 1
+    return candidate
+
+
 def default_out_dir(results_dir: str | os.PathLike, label: str) -> Path:
-    """``<results_dir>/train-<label>-<date>-<time>`` for a cell given by name or spec file."""
+    """``<results_dir>/train-<label>-<date>-<time>`` (made unique) for a cell given by name or spec file."""
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in Path(label).stem) or "cell"
-    return Path(results_dir) / f"train-{stem}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    return fresh_dir(Path(results_dir) / f"train-{stem}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
 
 
 @dataclass(frozen=True)

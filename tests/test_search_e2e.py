@@ -191,6 +191,8 @@ def test_train_retrains_a_child_of_the_search_with_its_settings(search, tmp_path
     ppls = [r["test_ppl"] for r in doc["runs"]]
     assert all(r["status"] == "completed" and r["epochs"] == 2 and len(r["history"]) == 2 for r in doc["runs"])
     assert doc["test_ppl_mean"] == pytest.approx(sum(ppls) / 2)
+    p = run(["train", "results/tiny", "--rank", "2", "--epochs", "1"], cwd=root)  # the default folder is taken
+    assert (run_dir / "train-rank2-2" / "train.json").is_file() and "train-rank2-2" in p.stdout
 
     corpus = load_corpus(str(root / "corpus"))
     searched = config_from_dict(config)

@@ -9,7 +9,6 @@ it never raises. Other errors (out of memory, bad input) do raise: the caller re
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -136,7 +135,7 @@ class TrainResult:
     """Test perplexity of the best-validation weights, when asked for (NaN otherwise)."""
     history: tuple[EpochReport, ...] = ()
     best_state: dict[str, torch.Tensor] | None = dataclasses.field(default=None, repr=False, compare=False)
-    """The model's state dict at its best validation loss, when test perplexity was asked for (else None)."""
+    """The model's state dict (on the CPU) at its best validation loss, when test perplexity was asked for."""
     stopped_early: bool = False
     """Training ended before ``budget.epochs`` because of ``budget.patience``."""
 
@@ -279,7 +278,8 @@ def train_child(
             return result("diverged", f"validation loss became {val_loss} after epoch {epoch}")
         if val_loss < best_loss:
             best_loss, stale = val_loss, 0
-            best_state = copy.deepcopy(model.state_dict()) if evaluate_test else None
+            if evaluate_test:  # a CPU copy: no second model in GPU memory
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             stale += 1
             if tcfg.optimizer == "sgd":
