@@ -10,8 +10,10 @@ it never raises. Other errors (out of memory, bad input) do raise: the caller re
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -164,6 +166,28 @@ def split_hparams(hparams: Mapping[str, Any], model: ModelConfig, train: TrainCo
     m = dataclasses.replace(model, **{k: v for k, v in hparams.items() if k in model_fields})
     t = dataclasses.replace(train, **{k: v for k, v in hparams.items() if k in train_fields})
     return m, t
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A CUDA out-of-memory error, or the CPU allocator failing to allocate."""
+    oom_type = getattr(torch, "OutOfMemoryError", ())
+    return isinstance(e, (MemoryError, oom_type)) or "can't allocate memory" in str(e) or "out of memory" in str(e)
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def failure_text(e: BaseException, oom_hint: str) -> str:
+    """What to record for a training that raised ``e`` (call inside its ``except``): type, message and the last
+    traceback frames, after ``oom_hint`` when it ran out of memory (memory is then freed for whatever runs next)."""
+    text = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
+    if is_out_of_memory(e):
+        free_memory()
+        return f"{oom_hint}\n{text}"
+    return text
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

@@ -9,11 +9,9 @@ so one bad child never takes the search down (an out-of-memory child is recorded
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import time
-import traceback
 from typing import Any
 
 import ray
@@ -22,7 +20,7 @@ from ray import tune
 
 from search_spaces.space import ChildSpec
 from workers.data import Corpus
-from workers.train import ChildSettings, EpochReport, train_child
+from workers.train import ChildSettings, EpochReport, failure_text, train_child
 
 METRIC = "val_ppl"
 """What the searcher minimises: validation perplexity (best over the child's epochs)."""
@@ -38,18 +36,6 @@ def _assigned() -> dict[str, float]:
 
 OOM_HINT = ("out of memory: this child's model or batch does not fit; lower the searched hidden_size / batch_size "
             "or give each child more memory (fewer children at a time, more cpus/gpus per trial)")
-
-
-def is_out_of_memory(e: BaseException) -> bool:
-    """A CUDA out-of-memory error, or the CPU allocator failing to allocate."""
-    oom_type = getattr(torch, "OutOfMemoryError", ())
-    return isinstance(e, (MemoryError, oom_type)) or "can't allocate memory" in str(e) or "out of memory" in str(e)
-
-
-def free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def train_trial(config: dict[str, Any], corpus: Corpus, settings: ChildSettings) -> None:
@@ -76,11 +62,7 @@ def train_trial(config: dict[str, Any], corpus: Corpus, settings: ChildSettings)
         final = {"status": result.status, METRIC: result.val_ppl, "params": result.params,
                  "train_seconds": result.train_seconds, "epochs": result.epochs, "error": result.message}
     except Exception as e:  # noqa: BLE001 - any error in a child is recorded, never fatal to the search
-        tb = traceback.format_exc(limit=-3)
-        error = f"{type(e).__name__}: {e}\n{tb}"
-        if is_out_of_memory(e):
-            error = f"{OOM_HINT}\n{error}"
-            free_memory()  # the next child may reuse this process (reuse_actors)
+        error = failure_text(e, OOM_HINT)  # frees memory after an OOM: the next child may reuse this process
         final = {"status": "failed", METRIC: math.nan, "params": None, "train_seconds": None, "epochs": 0,
                  "error": error}
     tune.report({**common, **final, "finished_at": time.time()})
