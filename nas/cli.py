@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "spec or name; a results folder uses its own)")
     train.add_argument("--epochs", type=int, help="most epochs per seed (default 40)")
     train.add_argument("--patience", type=int, help="stop after this many epochs without a better validation loss "
-                       "(default 3)")
+                       "(default 3; 0: never stop early)")
     train.add_argument("--seeds", type=int, default=1, help="independent trainings, seeds --seed, --seed+1, ... "
                        "(default 1); reports mean ± std")
     train.add_argument("--seed", type=int, help="first seed (default: the search's seed, else 0)")

@@ -15,8 +15,14 @@ The output folder holds:
 - ``train.json``: the settings, every finished seed (status, perplexities, epochs, seconds, epoch history) and
   the test perplexity's mean and standard deviation over seeds; rewritten atomically after each seed, so an
   interrupted run keeps the seeds it finished;
-- ``model-seed<S>.pt``: per completed seed, the best-validation ``state_dict`` of :class:`workers.model.ChildLM`
-  (its ``rnn.*`` entries load unchanged into the ``<Name>RNN`` class ``nas export`` writes).
+- ``model-seed<S>.pt``: per completed seed, a checkpoint (``torch.load(path, weights_only=True)`` reads it) with
+  ``format``, the ``spec``, the resolved ``model`` and ``train`` settings, the ``vocab``, ``seed``,
+  ``best_epoch``, ``val_ppl``, ``test_ppl`` and ``state_dict``, the best-validation weights of
+  :class:`workers.model.ChildLM`; :func:`load_checkpoint` rebuilds the model. The ``rnn.*`` entries of the state
+  dict, without the ``rnn.`` prefix, load into the ``<Name>RNN`` class that ``nas export`` writes.
+
+A seed that diverges or raises (e.g. out of memory) is recorded with its status and message, and the next seed
+runs; Ctrl-C records the seed in progress as ``interrupted`` (its epochs so far, no weights) before stopping.
 """
 
 from __future__ import annotations
@@ -38,8 +44,10 @@ from nas.config import DataConfig, SearchConfig
 from nas.results import atomic_write
 from search_spaces import ChildSpec
 from workers.data import load_corpus
-from workers.model import ModelConfig
-from workers.train import Budget, EpochReport, TrainConfig, TrainResult, split_hparams, train_child
+from workers.model import ChildLM, ModelConfig, build_child
+from workers.train import (
+    Budget, EpochReport, TrainConfig, TrainResult, failure_text, pick_device, split_hparams, train_child,
+)
 
 DEFAULT_EPOCHS = 40
 """Most epochs per seed (pytorch/examples word_language_model trains 40)."""
@@ -47,6 +55,10 @@ DEFAULT_PATIENCE = 3
 """Epochs in a row without a better validation loss before stopping (with SGD: lr fallen 64-fold, no gain)."""
 TRAIN_FILE = "train.json"
 SPEC_FILE = "spec.json"
+CHECKPOINT_FORMAT = 1
+"""Version of the ``model-seed<S>.pt`` layout (see the module docstring)."""
+OOM_HINT = ("out of memory: this model or batch does not fit; lower hidden_size / batch_size (in the spec's "
+            "hyperparameters or the config) or use a device with more memory")
 
 
 @dataclass(frozen=True)
@@ -69,27 +81,36 @@ class RetrainConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: {list(self.seeds)} repeats a seed; give each seed once")
         if self.device is not None:
-            try:
-                kind = torch.device(self.device).type
-            except (RuntimeError, TypeError):
-                raise ValueError(f"device: {self.device!r} is not a torch device; use cpu, cuda or cuda:N") from None
-            if kind == "cuda" and not torch.cuda.is_available():
-                raise ValueError(f"device: {self.device!r} but this machine has no CUDA device; use cpu or leave "
-                                 "--device out") from None
+            check_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def check_device(device: str) -> None:
+    """Raise ValueError unless ``device`` is cpu or a CUDA device this machine has."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: {device!r} is not supported; use cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.type == "cuda" and (count == 0 or (dev.index or 0) >= count):
+        raise ValueError(f"device: {device!r} but this machine has {count} CUDA device(s); use cpu"
+                         + (f" or cuda:0 .. cuda:{count - 1}" if count else " or leave --device out"))
+
+
 def retrain_config(search: SearchConfig, epochs: int | None = None, patience: int | None = None, seeds: int = 1,
                    first_seed: int | None = None, device: str | None = None) -> RetrainConfig:
     """The search's data, model and optimisation settings with a convergence budget: up to ``epochs`` epochs
-    over the whole splits, early stop after ``patience`` epochs without improvement, seeds ``first_seed`` ..
-    ``first_seed + seeds - 1`` (``first_seed`` defaults to the search's seed)."""
+    over the whole splits, early stop after ``patience`` epochs without improvement (0: never), seeds
+    ``first_seed`` .. ``first_seed + seeds - 1`` (``first_seed`` defaults to the search's seed)."""
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: {seeds!r} is not allowed; use a whole number >= 1")
-    budget = Budget(epochs=DEFAULT_EPOCHS if epochs is None else epochs,
-                    patience=DEFAULT_PATIENCE if patience is None else patience)
+    if patience is None:
+        patience = DEFAULT_PATIENCE
+    budget = Budget(epochs=DEFAULT_EPOCHS if epochs is None else epochs, patience=None if patience == 0 else patience)
     start = search.seed if first_seed is None else first_seed
     return RetrainConfig(search.data, search.model, search.train, budget, tuple(range(start, start + seeds)), device)
 
@@ -139,11 +160,39 @@ def epoch_line(seed: int, epochs: int, r: EpochReport, started: float) -> str:
             f"{_duration(time.perf_counter() - started)}")
 
 
-def _record(seed: int, r: TrainResult) -> dict[str, Any]:
-    return {"seed": seed, "status": r.status, "test_ppl": r.test_ppl, "val_ppl": r.val_ppl, "epochs": r.epochs,
-            "stopped_early": r.stopped_early, "params": r.params, "train_seconds": r.train_seconds,
-            "message": r.message, "model": f"model-seed{seed}.pt" if r.best_state is not None else None,
-            "history": [dataclasses.asdict(h) for h in r.history]}
+def _record(seed: int, history: list[EpochReport], result: TrainResult | None = None, status: str = "",
+            message: str = "") -> dict[str, Any]:
+    """One seed's entry in train.json: from its result, or (interrupted, failed) from the epochs it finished."""
+    best = min(history, key=lambda r: r.val_loss, default=None)
+    r = result
+    return {"seed": seed, "status": r.status if r else status, "test_ppl": r.test_ppl if r else math.nan,
+            "val_ppl": best.val_ppl if best else math.nan, "best_epoch": best.epoch if best else None,
+            "epochs": len(history), "stopped_early": r.stopped_early if r else False,
+            "params": r.params if r else None, "train_seconds": history[-1].train_seconds if history else 0.0,
+            "message": r.message if r else message,
+            "model": f"model-seed{seed}.pt" if r and r.status == "completed" and r.best_state else None,
+            "history": [dataclasses.asdict(h) for h in history]}
+
+
+def _checkpoint(spec: ChildSpec, cfg: RetrainConfig, vocab: tuple[str, ...], record: dict[str, Any],
+                state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    model, train = split_hparams(spec.hparams.as_dict(), cfg.model, cfg.train)
+    return {"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(), "model": dataclasses.asdict(model),
+            "train": dataclasses.asdict(train), "vocab": list(vocab), "seed": record["seed"],
+            "best_epoch": record["best_epoch"], "val_ppl": record["val_ppl"], "test_ppl": record["test_ppl"],
+            "state_dict": state}
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[ChildLM, dict[str, Any]]:
+    """The child LM of a ``model-seed<S>.pt`` checkpoint with its weights loaded (on the CPU, in eval mode), and
+    the checkpoint itself (spec, settings, vocab, perplexities)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a `nas train` checkpoint of format {CHECKPOINT_FORMAT}")
+    spec = ChildSpec.from_dict(ckpt["spec"])
+    model = build_child(spec.cell, len(ckpt["vocab"]), ModelConfig(**ckpt["model"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
 
 
 def _summary(runs: list[dict[str, Any]]) -> tuple[float, float]:
@@ -189,36 +238,54 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
     corpus = load_corpus(cfg.data.source, cfg.data.level)
     seeds = ", ".join(map(str, cfg.seeds))
     patience = cfg.budget.patience
-    stop = f"stopping after {patience} without a better validation loss" if patience else "no early stop"
+    stop = f"stopping after {patience} epochs without a better validation loss" if patience else "no early stop"
     out(f"training {source or 'the cell'} on {corpus.name} ({corpus.level}, vocab {corpus.vocab_size:,}, "
         f"{corpus.train.numel():,} training tokens): up to {cfg.budget.epochs} epochs, {stop}; seed(s) {seeds}; "
         f"writing {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / SPEC_FILE, lambda p: p.write_text(spec.to_json() + "\n"))
+    device = pick_device(cfg.device)
     header = {"source": source, "spec": spec.to_dict(), "settings": cfg.to_dict(), "corpus": corpus.summary(),
-              "torch": torch.__version__}
+              "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "",
+              "threads": torch.get_num_threads(), "torch": torch.__version__}
     runs: list[dict[str, Any]] = []
-    for seed in cfg.seeds:
-        started = time.perf_counter()
-        result = train_child(spec.cell, corpus, spec.hparams.as_dict(), cfg.budget, cfg.model, cfg.train, seed=seed,
-                             device=cfg.device, evaluate_test=True,
-                             on_epoch=lambda r: out(epoch_line(seed, cfg.budget.epochs, r, started)))
-        record = _record(seed, result)
-        if result.best_state is not None:
-            state = {k: v.detach().cpu() for k, v in result.best_state.items()}
-            atomic_write(out_dir / record["model"], lambda p: torch.save(state, p))
-        runs.append(record)
-        mean, std = _summary(runs)
-        doc = {**header, "runs": runs, "test_ppl_mean": mean, "test_ppl_std": std}
+
+    def write(records: list[dict[str, Any]]) -> None:
+        mean, std = _summary(records)
+        doc = {**header, "runs": records, "test_ppl_mean": mean, "test_ppl_std": std}
         atomic_write(out_dir / TRAIN_FILE, lambda p: p.write_text(json.dumps(_json(doc), indent=2) + "\n"))
-        out(_seed_line(record))
+
+    for seed in cfg.seeds:
+        started, history = time.perf_counter(), []
+
+        def on_epoch(r: EpochReport) -> None:
+            history.append(r)
+            out(epoch_line(seed, cfg.budget.epochs, r, started))
+
+        try:
+            result = train_child(spec.cell, corpus, spec.hparams.as_dict(), cfg.budget, cfg.model, cfg.train,
+                                 seed=seed, device=device, evaluate_test=True, on_epoch=on_epoch)
+            record = _record(seed, history, result)
+        except KeyboardInterrupt:
+            write(runs + [_record(seed, history, status="interrupted", message="stopped by Ctrl-C")])
+            out(f"interrupted in seed {seed} after {len(history)} epoch(s); finished seeds are in {out_dir}")
+            raise
+        except Exception as e:  # noqa: BLE001 - one seed's error is recorded; the others still run
+            result, record = None, _record(seed, history, status="failed", message=failure_text(e, OOM_HINT))
+        if result is not None and record["model"]:
+            ckpt = _checkpoint(spec, cfg, corpus.vocab, record, result.best_state)
+            atomic_write(out_dir / record["model"], lambda p: torch.save(ckpt, p))
+        runs.append(record)
+        write(runs)
+        out(_seed_line(record, patience))
     mean, std = _summary(runs)
     return RetrainOutcome(out_dir, tuple(runs), mean, std)
 
 
-def _seed_line(r: dict[str, Any]) -> str:
+def _seed_line(r: dict[str, Any], patience: int | None) -> str:
     if r["status"] != "completed":
-        return f"seed {r['seed']}: {r['status']} after {r['epochs']} epoch(s): {r['message']}"
-    stop = " (stopped early: converged)" if r["stopped_early"] else ""
-    return (f"seed {r['seed']}: test ppl {r['test_ppl']:.2f}, best val ppl {r['val_ppl']:.2f}, {r['epochs']} "
-            f"epochs{stop}, {r['params']:,} parameters, {_duration(r['train_seconds'])} training")
+        return f"seed {r['seed']}: {r['status']} after {r['epochs']} epoch(s): {r['message'].splitlines()[0]}"
+    stop = f" (stopped: no better validation loss in {patience} epochs)" if r["stopped_early"] else ""
+    return (f"seed {r['seed']}: test ppl {r['test_ppl']:.2f}, best val ppl {r['val_ppl']:.2f} (epoch "
+            f"{r['best_epoch']}), {r['epochs']} epochs{stop}, {r['params']:,} parameters, "
+            f"{_duration(r['train_seconds'])} training")

@@ -137,8 +137,10 @@ def test_train_inputs(ws, capsys):
     fails(capsys, base + ["--rank", "2"], "--rank applies to a results folder")
     fails(capsys, base + ["--seeds", "0"], "seeds: 0", "use a whole number >= 1")
     fails(capsys, base + ["--epochs", "0"], "budget.epochs: 0")
-    fails(capsys, base + ["--patience", "0"], "budget.patience: 0")
-    fails(capsys, base + ["--device", "gpu"], "'gpu' is not a torch device", "use cpu")
+    fails(capsys, base + ["--patience", "-1"], "budget.patience: -1")
+    fails(capsys, base + ["--device", "gpu"], "'gpu' is not supported", "use cpu")
+    fails(capsys, base + ["--device", "meta"], "'meta' is not supported")
+    fails(capsys, base + ["--device", "cuda:7"], "CUDA device(s)")
     fails(capsys, ["train", "no-such-cell"], "neither a known cell")
     fails(capsys, base + ["--dataset", "missing-dir"], "missing-dir")
     from search_spaces import ChildSpec, HParams, known_cell

@@ -1,6 +1,7 @@
 """End to end through the CLI, as a user runs it: `nas search` on a tiny corpus, then `nas results` and
 `nas export`; and fake-GPU packing (four children sharing one GPU)."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -172,8 +173,8 @@ def test_train_retrains_a_child_of_the_search_with_its_settings(search, tmp_path
     from nas.config import config_from_dict
     from nas.export import write_export
     from nas.results import spec_at_rank
+    from nas.retrain import load_checkpoint
     from workers.data import batchify, load_corpus
-    from workers.model import build_child
     from workers.train import evaluate, perplexity, split_hparams
 
     root, run_dir, _ = search
@@ -197,8 +198,8 @@ def test_train_retrains_a_child_of_the_search_with_its_settings(search, tmp_path
     corpus = load_corpus(str(root / "corpus"))
     searched = config_from_dict(config)
     model_cfg, train_cfg = split_hparams(spec.hparams.as_dict(), searched.model, searched.train)
-    model = build_child(spec.cell, corpus.vocab_size, model_cfg)
-    model.load_state_dict(torch.load(out_dir / "model-seed2.pt"))
+    model, ckpt = load_checkpoint(out_dir / "model-seed2.pt")
+    assert ckpt["model"] == dataclasses.asdict(model_cfg) and ckpt["vocab"] == list(corpus.vocab)
     test = batchify(corpus.test, train_cfg.eval_batch_size)
     assert perplexity(evaluate(model, test, train_cfg.bptt)) == pytest.approx(ppls[1], rel=1e-5)
 
