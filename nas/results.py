@@ -42,16 +42,16 @@ DESCENDING = frozenset({"reward"})  # every other sortable column sorts ascendin
 # ---- records: thin file I/O --------------------------------------------------------------------------------------
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """``value`` with every NaN/inf float (also inside dicts and lists) replaced by None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):  # numpy scalars: plain Python values, then the same rule
-        return _finite(value.item())
+        return json_safe(value.item())
     return value
 
 
@@ -61,7 +61,7 @@ def append_record(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
     A torn last line left by a killed writer is dropped first, so the new record starts on its own line.
     """
     path = Path(path)
-    line = json.dumps(_finite(dict(record)), allow_nan=False, separators=(",", ":")) + "\n"
+    line = json.dumps(json_safe(dict(record)), allow_nan=False, separators=(",", ":")) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as f:
         if f.seek(0, os.SEEK_END) and not _ends_with_newline(path):
@@ -117,7 +117,7 @@ def read_records(path: str | os.PathLike) -> list[dict]:
 
 
 def _array(values: list, dtype: str | None, what: str) -> pd.api.extensions.ExtensionArray:
-    values = [_finite(v) for v in values]
+    values = [json_safe(v) for v in values]
     if dtype is None:  # hyperparameters: keep the values' own type, nullable
         kinds = {type(v) for v in values if v is not None}
         dtype = ("boolean" if kinds == {bool} else "Int64" if kinds == {int} else
@@ -134,7 +134,7 @@ def _last_wins(records: Iterable[Mapping[str, Any]], key: str, what: str) -> lis
     latest: dict[Any, Mapping[str, Any]] = {}
     for r in records:
         if r.get(key) is None:
-            raise ValueError(f"{what}: record without {key!r}: {json.dumps(_finite(dict(r)))[:120]}")
+            raise ValueError(f"{what}: record without {key!r}: {json.dumps(json_safe(dict(r)))[:120]}")
         latest[r[key]] = r
     return list(latest.values())
 
@@ -166,7 +166,7 @@ def children_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         values = [((r.get("spec") or {}).get("hparams") or {}).get(hp) for r in rows]
         cols[_hparam_column(hp)] = _array(values, None, f"children.spec.hparams.{hp}")
     cols["formula"] = _array([r.get("formula") or "" for r in rows], "string", "children.formula")
-    specs = [None if r.get("spec") is None else json.dumps(_finite(r["spec"]), separators=(",", ":")) for r in rows]
+    specs = [None if r.get("spec") is None else json.dumps(json_safe(r["spec"]), separators=(",", ":")) for r in rows]
     cols["spec"] = _array(specs, "string", "children.spec")
     cols["error"] = _array([r.get("error") or "" for r in rows], "string", "children.error")
     cols["seed"] = _array([r.get("seed") for r in rows], "Int64", "children.seed")

@@ -41,7 +41,7 @@ from typing import Any, Callable
 import torch
 
 from nas.config import DataConfig, SearchConfig
-from nas.results import atomic_write
+from nas.results import atomic_write, json_safe
 from search_spaces import ChildSpec
 from workers.data import load_corpus
 from workers.model import ChildLM, ModelConfig, build_child
@@ -201,17 +201,6 @@ def _summary(runs: list[dict[str, Any]]) -> tuple[float, float]:
     return mean, statistics.stdev(ppls) if len(ppls) > 1 else math.nan
 
 
-def _json(value: Any) -> Any:
-    """NaN/inf as null: train.json is standard JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json(v) for v in value]
-    return value
-
-
 def summary_line(mean: float, std: float, runs: list[dict[str, Any]]) -> str:
     """E.g. ``test perplexity 4.95 ± 0.03 over 3 seeds (4.93, 4.98, 4.94)``."""
     done = [r for r in runs if r["status"] == "completed" and math.isfinite(r["test_ppl"])]
@@ -253,7 +242,8 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
     def write(records: list[dict[str, Any]]) -> None:
         mean, std = _summary(records)
         doc = {**header, "runs": records, "test_ppl_mean": mean, "test_ppl_std": std}
-        atomic_write(out_dir / TRAIN_FILE, lambda p: p.write_text(json.dumps(_json(doc), indent=2) + "\n"))
+        text = json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n"  # NaN/inf as null: standard JSON
+        atomic_write(out_dir / TRAIN_FILE, lambda p: p.write_text(text))
 
     for seed in cfg.seeds:
         started, history = time.perf_counter(), []
