@@ -174,9 +174,9 @@ def _record(seed: int, history: list[EpochReport], result: TrainResult | None = 
             "history": [dataclasses.asdict(h) for h in history]}
 
 
-def _checkpoint(spec: ChildSpec, cfg: RetrainConfig, vocab: tuple[str, ...], record: dict[str, Any],
-                state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    model, train = split_hparams(spec.hparams.as_dict(), cfg.model, cfg.train)
+def _checkpoint(spec: ChildSpec, model: ModelConfig, train: TrainConfig, vocab: tuple[str, ...],
+                record: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The ``model-seed<S>.pt`` content; ``model`` and ``train`` are the settings with the spec's hparams applied."""
     return {"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(), "model": dataclasses.asdict(model),
             "train": dataclasses.asdict(train), "vocab": list(vocab), "seed": record["seed"],
             "best_epoch": record["best_epoch"], "val_ppl": record["val_ppl"], "test_ppl": record["test_ppl"],
@@ -195,15 +195,20 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ChildLM, dict[str, Any]]:
     return model.eval(), ckpt
 
 
+def _scored(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The seeds that count: completed, with a finite test perplexity."""
+    return [r for r in runs if r["status"] == "completed" and math.isfinite(r["test_ppl"])]
+
+
 def _summary(runs: list[dict[str, Any]]) -> tuple[float, float]:
-    ppls = [r["test_ppl"] for r in runs if r["status"] == "completed" and math.isfinite(r["test_ppl"])]
+    ppls = [r["test_ppl"] for r in _scored(runs)]
     mean = statistics.fmean(ppls) if ppls else math.nan
     return mean, statistics.stdev(ppls) if len(ppls) > 1 else math.nan
 
 
 def summary_line(mean: float, std: float, runs: list[dict[str, Any]]) -> str:
     """E.g. ``test perplexity 4.95 ± 0.03 over 3 seeds (4.93, 4.98, 4.94)``."""
-    done = [r for r in runs if r["status"] == "completed" and math.isfinite(r["test_ppl"])]
+    done = _scored(runs)
     if not done:
         return f"no seed completed ({len(runs)} tried); see the messages above"
     if len(done) == 1:
@@ -223,7 +228,8 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
     """
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
-    split_hparams(spec.hparams.as_dict(), cfg.model, cfg.train)  # unknown or invalid hyperparameters fail here
+    # the child's settings, spec hyperparameters applied: unknown or invalid ones fail here, before any writing
+    child_model, child_train = split_hparams(spec.hparams.as_dict(), cfg.model, cfg.train)
     corpus = load_corpus(cfg.data.source, cfg.data.level)
     seeds = ", ".join(map(str, cfg.seeds))
     patience = cfg.budget.patience
@@ -263,7 +269,7 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
         except Exception as e:  # noqa: BLE001 - one seed's error is recorded; the others still run
             result, record = None, _record(seed, history, status="failed", message=failure_text(e, OOM_HINT))
         if result is not None and record["model"]:
-            ckpt = _checkpoint(spec, cfg, corpus.vocab, record, result.best_state)
+            ckpt = _checkpoint(spec, child_model, child_train, corpus.vocab, record, result.best_state)
             atomic_write(out_dir / record["model"], lambda p: torch.save(ckpt, p))
         runs.append(record)
         write(runs)
