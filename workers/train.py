@@ -201,6 +201,44 @@ def _detach(state: State) -> State:
     return state[0].detach(), state[1].detach()
 
 
+class TrainStep:
+    """One training step of a child: forward on a window with the carried state (detached), cross-entropy,
+    backward, gradient clipping, optimiser step. ``step(inputs, targets, state) -> (loss, state)``, the loss
+    detached (a 0-d tensor on the device: reading it waits for the device)."""
+
+    def __init__(self, model: ChildLM, config: TrainConfig, device: torch.device) -> None:
+        self.model, self.config, self.device = model, config, device
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if config.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(self.params, lr=config.lr)
+        else:
+            self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.loss_fn = nn.CrossEntropyLoss()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def forward_backward(self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None
+                         ) -> tuple[torch.Tensor, State]:
+        """Loss and new state of one window, its gradients computed and clipped (no optimiser step)."""
+        with autocast(self.device, self.config.precision):
+            logits, state = self.model(inputs, state)  # (T, B, V)
+            loss = self.loss_fn(logits.view(-1, self.model.vocab_size), targets.reshape(-1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.params, self.config.clip)
+        return loss.detach(), state
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None
+                 ) -> tuple[torch.Tensor, State]:
+        if state is not None:
+            state = _detach(state)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, state = self.forward_backward(inputs, targets, state)
+        self.optimizer.step()
+        return loss, state
+
+
 def evaluate(model: ChildLM, data: torch.Tensor, bptt: int, precision: str = "float32") -> float:
     """Mean cross-entropy (nats/token) of ``model`` on batchified ``data`` (T, B)."""
     model.eval()
@@ -248,11 +286,7 @@ def train_child(
     train = batchify(corpus.train, tcfg.batch_size).to(dev)  # (T, B)
     valid_tokens = corpus.valid if budget.max_eval_tokens is None else corpus.valid[: budget.max_eval_tokens]
     valid = batchify(valid_tokens, tcfg.eval_batch_size).to(dev)
-    if tcfg.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=tcfg.lr)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
-    loss_fn = nn.CrossEntropyLoss()
+    step = TrainStep(model, tcfg, dev)
 
     lr, best_loss, best_state = tcfg.lr, math.inf, None
     train_seconds, history, stale = 0.0, [], 0
@@ -278,16 +312,8 @@ def train_child(
                 break
             n = min(tcfg.bptt, train.size(0) - 1 - i)
             inputs, targets = train[i : i + n], train[i + 1 : i + 1 + n]  # (n, B)
-            if state is not None:
-                state = _detach(state)
-            opt.zero_grad(set_to_none=True)
-            with autocast(dev, tcfg.precision):
-                logits, state = model(inputs, state)
-                loss = loss_fn(logits.view(-1, corpus.vocab_size), targets.reshape(-1))
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip)
-            opt.step()
-            loss_sum += loss.detach()
+            loss, state = step(inputs, targets, state)
+            loss_sum += loss
             tokens += targets.numel()
             batches += 1
             if batches % 25 == 0 and _diverged(loss_sum.item() / batches):  # one device sync per 25 steps
@@ -308,8 +334,7 @@ def train_child(
             stale += 1
             if tcfg.optimizer == "sgd":
                 lr /= tcfg.lr_decay
-                for group in opt.param_groups:
-                    group["lr"] = lr
+                step.set_lr(lr)
         report = EpochReport(epoch, train_loss, val_loss, perplexity(val_loss), perplexity(best_loss), lr, tokens,
                              train_seconds, tokens / seconds if seconds > 0 else math.nan)
         history.append(report)
