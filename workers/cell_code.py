@@ -71,11 +71,11 @@ def step_source(cell: Cell, name: str = "cell_step", indent: str = "") -> str:
     return "\n".join([indent + sig] + [inner + line for line in body]) + "\n"
 
 
-def load_function(src: str, name: str, cell: Cell, scope: dict | None = None) -> Callable:
+def load_function(src: str, name: str, cell: Cell, scope: dict | None = None, label: str | None = None) -> Callable:
     """The function ``name`` defined by generated source ``src`` for ``cell`` (``torch`` and ``scope`` in scope).
-    The source is registered with linecache, so tracebacks and inspect.getsource (which Triton reads) show the
-    generated lines."""
-    filename = f"<{name} {abs(hash(cell.to_json())):x}>"
+    The source is registered with linecache under ``<label hash>`` (label defaults to ``name``), so tracebacks and
+    inspect.getsource (which Triton reads) show the generated lines."""
+    filename = f"<{label or name} {abs(hash(cell.to_json())):x}>"
     linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
     namespace: dict = {"torch": torch, "Tuple": tuple, **(scope or {})}
     exec(compile(src, filename, "exec"), namespace)

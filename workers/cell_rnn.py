@@ -9,9 +9,11 @@ leaf i uses chunk i of both. The input projection runs once for all T steps; eac
 matmul and the cell's straight-line step function.
 
 Two paths compute the same numbers: the default ``fused=True`` runs each layer's whole sequence as one autograd
-node with a generated backward (:mod:`workers.fused_cell`, ~10-20% faster on CPU); ``fused=False`` is the
-reference, the step of :mod:`workers.cell_code` under plain autograd (the code ``nas export`` writes).
-Under bfloat16 autocast the fused path runs the whole recurrence, state included, in bfloat16.
+node with a generated backward; ``fused=False`` is the reference, the step of :mod:`workers.cell_code` under plain
+autograd (the code ``nas export`` writes). The fused path's element-wise work runs as torch operations
+(:mod:`workers.fused_cell`, ~10-20% faster than the reference on CPU) or as one generated Triton kernel per step
+each way (:mod:`workers.triton_cell`, for GPUs); ``kernels="auto"`` picks Triton for CUDA tensors when it is
+installed. Under bfloat16 autocast the fused path stores the whole recurrence, state included, in bfloat16.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ from torch import nn
 from search_spaces.cell import Cell
 from workers.cell_code import compile_step
 from workers.fused_cell import CellSequence, compile_cell
+from workers.triton_cell import TritonSequence, check_kernels, compile_kernels, use_triton
 
 
 class CellLayer(nn.Module):
     """One layer of a searched cell unrolled over time."""
 
-    def __init__(self, cell: Cell, input_size: int, hidden_size: int, fused: bool = True) -> None:
+    def __init__(self, cell: Cell, input_size: int, hidden_size: int, fused: bool = True,
+                 kernels: str = "auto") -> None:
         super().__init__()
-        self.cell, self.fused = cell, fused
+        check_kernels(kernels)
+        self.cell, self.fused, self.kernels = cell, fused, kernels
         self.input_size, self.hidden_size = input_size, hidden_size
         self.input_proj = nn.Linear(input_size, cell.base * hidden_size)
         self.hidden_proj = nn.Linear(hidden_size, cell.base * hidden_size, bias=False)
@@ -43,9 +48,12 @@ class CellLayer(nn.Module):
         x_proj = self.input_proj(x)  # (T, B, N*H), one matmul for all steps
         w_hidden = self.hidden_proj.weight  # (N*H, H)
         if self.fused:
-            dtype = x_proj.dtype  # bfloat16 under autocast: the whole recurrence runs in it
-            steps = compile_cell(self.cell)
-            out, h, c = CellSequence.apply(x_proj, w_hidden.to(dtype), h.to(dtype), c.to(dtype), steps)
+            dtype = x_proj.dtype  # bfloat16 under autocast: the whole recurrence is stored in it
+            args = (x_proj, w_hidden.to(dtype), h.to(dtype), c.to(dtype))
+            if use_triton(self.kernels, x_proj):
+                out, h, c = TritonSequence.apply(*args, compile_kernels(self.cell))
+            else:
+                out, h, c = CellSequence.apply(*args, compile_cell(self.cell))
             return out, (h, c)
         step = self._step
         outputs = []
@@ -56,21 +64,21 @@ class CellLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"base={self.cell.base}, input_size={self.input_size}, hidden_size={self.hidden_size}"
-                + ("" if self.fused else ", fused=False"))
+                + ("" if self.fused else ", fused=False") + ("" if self.kernels == "auto" else f", kernels={self.kernels}"))
 
 
 class CellRNN(nn.Module):
     """Stacked :class:`CellLayer`s with optional dropout between layers (as ``nn.LSTM(dropout=...)``)."""
 
     def __init__(self, cell: Cell, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-                 fused: bool = True):
+                 fused: bool = True, kernels: str = "auto"):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers: {num_layers} is not allowed; use 1 or more")
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
         self.dropout = dropout
         sizes = [input_size] + [hidden_size] * (num_layers - 1)
-        self.layers = nn.ModuleList(CellLayer(cell, s, hidden_size, fused) for s in sizes)
+        self.layers = nn.ModuleList(CellLayer(cell, s, hidden_size, fused, kernels) for s in sizes)
 
     def initial_state(self, batch_size: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         zeros = like.new_zeros(self.num_layers, batch_size, self.hidden_size)

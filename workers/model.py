@@ -77,9 +77,10 @@ class ChildLM(nn.Module):
         return self.decoder(self.drop(out)), state  # (T, B, V)
 
 
-def build_child(cell: Cell, vocab_size: int, cfg: ModelConfig) -> ChildLM:
-    """The child model for ``cell`` with the sizes in ``cfg``."""
-    rnn = CellRNN(cell, cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout)
+def build_child(cell: Cell, vocab_size: int, cfg: ModelConfig, kernels: str = "auto") -> ChildLM:
+    """The child model for ``cell`` with the sizes in ``cfg``; ``kernels`` picks how the cell's steps run
+    (:data:`workers.triton_cell.KERNELS`)."""
+    rnn = CellRNN(cell, cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout, kernels=kernels)
     return ChildLM(vocab_size, rnn, cfg.embedding_dim, cfg.hidden_size, cfg.dropout, cfg.tie_weights)
 
 

@@ -1,0 +1,272 @@
+"""A cell's whole element-wise step as one Triton kernel forward and one backward, generated per cell.
+
+The fused torch path (:mod:`workers.fused_cell`) still launches some 30 element-wise kernels per step forward and
+45 backward; on a GPU each costs a launch (5-10 µs) for a few microseconds of work, so a child is bound by
+launches. Here every time step is two launches forward (the recurrent matrix product, then one kernel for every
+leaf, node, the memory injection and the ``c_t`` read-out) and two backward (one kernel that recomputes the
+step's nodes from its inputs and applies the chain rule, then the matrix product for ``h_{t-1}``'s gradient);
+the recurrent weight's gradient is one matrix product over all steps at the end. Nothing per node is saved:
+the backward recomputes from the projections (``x_proj``, ``h_proj``) and ``c_{t-1}``, which it reads anyway.
+
+Kernels are generated from the tree like :mod:`workers.cell_code`'s torch source (the same node order and
+combination templates), registered with ``linecache`` so Triton can read their source, and cached per cell.
+They compute in float32 (float64 for float64 tensors) whatever the storage dtype, so under bfloat16 autocast
+the state is stored in bfloat16 but every node is computed in float32.
+
+Triton is optional: it ships with CUDA builds of torch; ``pip install triton`` elsewhere. On a CPU the kernels
+run only under Triton's interpreter (``TRITON_INTERPRET=1``, set before the kernels are generated), which is how
+``tests/test_triton_cell.py`` checks them against the reference path on machines without a GPU.
+
+Kernel contract, per time step, every tensor contiguous, (B, N*H) projections with chunk i belonging to leaf i::
+
+    cell_forward(xp, hp, c_prev, h_out, c_out, H, BLOCK)
+    cell_backward(g_out, gh, gc, xp, hp, c_prev, g_xp, g_hp, gc_prev, H, BLOCK)
+        g_out + gh: gradient w.r.t. this step's h; gc: w.r.t. its c; writes g_xp / g_hp (gradients w.r.t. xp / hp;
+        g_hp is g_xp itself when every leaf adds, and is then not written) and gc_prev
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from typing import Callable
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from search_spaces.cell import Cell, children
+from workers.cell_code import COMB_CODE, load_function
+
+KERNELS = ("auto", "torch", "triton")
+"""How the fused path runs a cell's element-wise step: "torch" (:mod:`workers.fused_cell`), "triton" (this
+module), or "auto": Triton for CUDA tensors when Triton is installed, torch otherwise."""
+
+_ACT = {"identity": "{}", "tanh": "_tanh({})", "sigmoid": "tl.sigmoid({})", "relu": "tl.maximum({}, 0.0)"}
+_DACT = {  # gradient through an activation, from the incoming gradient g and the activation's output y
+    "identity": "{g}",
+    "tanh": "{g} * (1.0 - {y} * {y})",
+    "sigmoid": "{g} * {y} * (1.0 - {y})",
+    "relu": "tl.where({y} > 0, {g}, 0.0)",
+}
+_HELPERS = '''@triton.jit
+def _tanh(x):
+    t = tl.exp(-2.0 * tl.abs(x))
+    r = (1.0 - t) / (1.0 + t)
+    return tl.where(x < 0, -r, r)
+
+'''
+
+
+@functools.lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether Triton is installed (it is imported only when a kernel is generated)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def check_kernels(kernels: str) -> None:
+    """Raise ValueError unless ``kernels`` is one of :data:`KERNELS` and can run here."""
+    if kernels not in KERNELS:
+        raise ValueError(f"cell kernels: {kernels!r} is not one of {', '.join(KERNELS)}")
+    if kernels == "triton" and not available():
+        raise ValueError("cell kernels 'triton' need Triton: pip install triton, or use 'auto'")
+
+
+def use_triton(kernels: str, tensor: torch.Tensor) -> bool:
+    """Whether the fused path runs ``tensor``'s sequence with Triton kernels under the ``kernels`` setting."""
+    return kernels == "triton" or (kernels == "auto" and tensor.is_cuda and available())
+
+
+def _tree(cell: Cell, compute: str) -> list[str]:
+    """Loads of the step's inputs and the forward tree, in registers: ``y<k>`` every node's activation output,
+    ``z<k>`` what its parent reads (the injected value at the inject node), ``c`` the new memory state."""
+    n, mem = cell.base, cell.memory
+    lines = ["j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
+             "b = tl.program_id(1)",
+             "m = j < H",
+             f"leaf = b * ({n} * H) + j",
+             "st = b * H + j"]
+    for i in range(n):
+        lines.append(f"x_{i} = tl.load(xp + leaf + {i} * H, mask=m, other=0.0).to({compute})")
+        lines.append(f"h_{i} = tl.load(hp + leaf + {i} * H, mask=m, other=0.0).to({compute})")
+    lines.append(f"c_prev_v = tl.load(c_prev + st, mask=m, other=0.0).to({compute})")
+    for k, node in enumerate(cell.nodes):
+        kids = children(n, k)
+        pre = COMB_CODE[node.comb].format(*((f"x_{k}", f"h_{k}") if kids is None else (f"z{kids[0]}", f"z{kids[1]}")))
+        if mem is not None and mem.output_node == k:
+            lines.append(f"c = {pre}")
+            pre = "c"
+        lines.append(f"y{k} = {_ACT[node.act].format(pre)}")
+        if mem is not None and mem.inject_node == k:
+            injected = COMB_CODE[mem.inject_comb].format(f"y{k}", "c_prev_v")
+            lines.append(f"z{k} = {_ACT[mem.inject_act].format(injected)}")
+        else:
+            lines.append(f"z{k} = y{k}")
+    if mem is None:
+        lines.append("c = c_prev_v")
+    return lines
+
+
+def forward_kernel_source(cell: Cell, compute: str = "tl.float32") -> str:
+    """Source of the Triton kernel ``cell_forward`` (see the module docstring), computing in ``compute``."""
+    lines = _tree(cell, compute) + [f"tl.store(h_out + st, z{cell.root}.to(h_out.dtype.element_ty), mask=m)",
+                           "tl.store(c_out + st, c.to(c_out.dtype.element_ty), mask=m)"]
+    return _kernel("cell_forward", "xp, hp, c_prev, h_out, c_out", lines)
+
+
+def backward_kernel_source(cell: Cell, compute: str = "tl.float32") -> str:
+    """Source of the Triton kernel ``cell_backward`` (see the module docstring): the forward recomputed, then the
+    chain rule node by node, root first (the same derivation as :func:`workers.fused_cell.backward_source`)."""
+    n, mem = cell.base, cell.memory
+    lines = _tree(cell, compute)
+    lines.append(f"g{cell.root} = tl.load(g_out + st, mask=m, other=0.0).to({compute})"
+                 f" + tl.load(gh + st, mask=m, other=0.0).to({compute})")
+    lines.append(f"gc_v = tl.load(gc + st, mask=m, other=0.0).to({compute})")
+    if mem is None:
+        lines.append("gc_prev_v = gc_v")  # c passes through unchanged
+    for k in reversed(range(len(cell.nodes))):
+        node = cell.nodes[k]
+        if mem is not None and mem.inject_node == k:
+            # z = inject_act(inject_comb(y, c_prev))
+            lines.append(f"gq = {_DACT[mem.inject_act].format(g=f'g{k}', y=f'z{k}')}")
+            if mem.inject_comb == "add":
+                lines += ["gc_prev_v = gq", f"g{k} = gq"]
+            else:
+                lines += [f"gc_prev_v = gq * y{k}", f"g{k} = gq * c_prev_v"]
+        lines.append(f"gp{k} = {_DACT[node.act].format(g=f'g{k}', y=f'y{k}')}")
+        if mem is not None and mem.output_node == k:
+            lines.append(f"gp{k} = gp{k} + gc_v")  # c_t is this node's pre-activation
+        kids = children(n, k)
+        if kids is not None:
+            left, right = kids
+            if node.comb == "add":
+                lines += [f"g{left} = gp{k}", f"g{right} = gp{k}"]
+            else:
+                lines += [f"g{left} = gp{k} * z{right}", f"g{right} = gp{k} * z{left}"]
+    out = "g_xp.dtype.element_ty"
+    for i in range(n):
+        gx = f"gp{i}" if cell.nodes[i].comb == "add" else f"gp{i} * h_{i}"
+        lines.append(f"tl.store(g_xp + leaf + {i} * H, ({gx}).to({out}), mask=m)")
+    if any(node.comb != "add" for node in cell.nodes[:n]):
+        for i in range(n):
+            gh_i = f"gp{i}" if cell.nodes[i].comb == "add" else f"gp{i} * x_{i}"
+            lines.append(f"tl.store(g_hp + leaf + {i} * H, ({gh_i}).to({out}), mask=m)")
+    lines.append("tl.store(gc_prev + st, gc_prev_v.to(gc_prev.dtype.element_ty), mask=m)")
+    return _kernel("cell_backward", "g_out, gh, gc, xp, hp, c_prev, g_xp, g_hp, gc_prev", lines)
+
+
+def _kernel(name: str, args: str, lines: list[str]) -> str:
+    return (f"@triton.jit\ndef {name}({args}, H, BLOCK: tl.constexpr):\n"
+            + "".join(f"    {line}\n" for line in lines))
+
+
+def all_leaves_add(cell: Cell) -> bool:
+    """Whether every leaf adds its two projections (then the gradients w.r.t. both are the same tensor)."""
+    return all(node.comb == "add" for node in cell.nodes[: cell.base])
+
+
+class Kernels:
+    """A cell's two generated Triton kernels and how to launch them on (B, H) steps. Each kernel exists in two
+    versions, computing in float32 (for float32, bfloat16 and float16 tensors) or float64; a version is generated
+    the first time a step of its dtype runs."""
+
+    def __init__(self, cell: Cell) -> None:
+        import triton
+
+        self.cell, self._triton = cell, triton
+        self.shared_grad = all_leaves_add(cell)
+        self._versions: dict[str, tuple[Callable, Callable]] = {}
+
+    def kernels(self, dtype: torch.dtype) -> tuple[Callable, Callable]:
+        """(cell_forward, cell_backward) computing in ``tl.float64`` for float64 tensors, else ``tl.float32``."""
+        compute = "tl.float64" if dtype == torch.float64 else "tl.float32"
+        if compute not in self._versions:
+            fwd, bwd = forward_kernel_source(self.cell, compute), backward_kernel_source(self.cell, compute)
+            self._versions[compute] = (_load(_HELPERS + fwd, "cell_forward", self.cell, compute),
+                                       _load(_HELPERS + bwd, "cell_backward", self.cell, compute))
+        return self._versions[compute]
+
+    def _grid(self, ref: torch.Tensor) -> tuple[tuple[int, int], int]:
+        batch, hidden = ref.shape
+        block = min(self._triton.next_power_of_2(hidden), 256)
+        return (self._triton.cdiv(hidden, block), batch), block
+
+    def forward(self, xp: torch.Tensor, hp: torch.Tensor, c_prev: torch.Tensor, h_out: torch.Tensor,
+                c_out: torch.Tensor) -> None:
+        """One step forward: writes h_t into ``h_out`` and c_t into ``c_out`` (all (B, H) but xp, hp (B, N*H))."""
+        grid, block = self._grid(c_prev)
+        self.kernels(c_prev.dtype)[0][grid](xp, hp, c_prev, h_out, c_out, c_prev.shape[1], BLOCK=block)
+
+    def backward(self, g_out: torch.Tensor, gh: torch.Tensor, gc: torch.Tensor, xp: torch.Tensor, hp: torch.Tensor,
+                 c_prev: torch.Tensor, g_xp: torch.Tensor, g_hp: torch.Tensor, gc_prev: torch.Tensor) -> None:
+        """One step backward (see the module docstring)."""
+        grid, block = self._grid(c_prev)
+        self.kernels(c_prev.dtype)[1][grid](g_out, gh, gc, xp, hp, c_prev, g_xp, g_hp, gc_prev, c_prev.shape[1],
+                                            BLOCK=block)
+
+
+def _load(src: str, name: str, cell: Cell, compute: str) -> Callable:
+    import triton
+    import triton.language as tl
+
+    # __name__: Triton's compiler reads each called function's __module__ (None without it)
+    scope = {"triton": triton, "tl": tl, "__name__": __name__}
+    return load_function(src, name, cell, scope, label=f"{name} {compute}")
+
+
+@functools.lru_cache(maxsize=256)
+def compile_kernels(cell: Cell) -> Kernels:
+    """The cell's Triton kernels, generated once per cell (Triton compiles each on its first launch per dtype,
+    and under ``TRITON_INTERPRET=1`` interprets them instead)."""
+    return Kernels(cell)
+
+
+def interpreted() -> bool:
+    """Whether Triton kernels run in Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+class TritonSequence(torch.autograd.Function):
+    """``(x_proj (T,B,N*H), w_hidden (N*H,H), h0, c0, kernels) -> (out (T,B,H), h_T, c_T)``: one layer, with
+    the same contract as :class:`workers.fused_cell.CellSequence` and every step's element-wise work in one
+    Triton kernel each way."""
+
+    @staticmethod
+    def forward(ctx, x_proj: torch.Tensor, w_hidden: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+                kernels: Kernels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x_proj, h0 = x_proj.contiguous(), h0.contiguous()
+        steps, batch, width = x_proj.shape
+        out = x_proj.new_empty(steps, batch, h0.shape[1])  # (T, B, H): h_1 .. h_T
+        cs = x_proj.new_empty(steps + 1, batch, h0.shape[1])  # (T+1, B, H): c_0 .. c_T
+        hps = x_proj.new_empty(steps, batch, width)  # (T, B, N*H): the recurrent projections
+        cs[0].copy_(c0)
+        wt, h = w_hidden.t(), h0
+        for t in range(steps):
+            torch.mm(h, wt, out=hps[t])
+            kernels.forward(x_proj[t], hps[t], cs[t], out[t], cs[t + 1])
+            h = out[t]
+        ctx.kernels = kernels
+        ctx.save_for_backward(x_proj, w_hidden, h0, out, cs, hps)
+        return out, out[-1].clone(), cs[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out: torch.Tensor | None, g_h: torch.Tensor | None, g_c: torch.Tensor | None):
+        x_proj, w_hidden, h0, out, cs, hps = ctx.saved_tensors
+        kernels: Kernels = ctx.kernels
+        steps, batch, width = x_proj.shape
+        g_out = torch.zeros_like(out) if g_out is None else g_out.contiguous()
+        gh = torch.zeros_like(h0) if g_h is None else g_h.contiguous()
+        gc = torch.zeros_like(h0) if g_c is None else g_c.contiguous()
+        g_xp = torch.empty_like(x_proj)
+        g_hp = g_xp if kernels.shared_grad else torch.empty_like(x_proj)
+        gh_next = torch.empty_like(h0)
+        gc_bufs = (torch.empty_like(h0), torch.empty_like(h0))
+        for t in reversed(range(steps)):
+            gc_prev = gc_bufs[t % 2]
+            kernels.backward(g_out[t], gh, gc, x_proj[t], hps[t], cs[t], g_xp[t], g_hp[t], gc_prev)
+            torch.mm(g_hp[t], w_hidden, out=gh_next)  # the kernel has read gh: the buffer can be rewritten
+            gh, gc = gh_next, gc_prev
+        h_prev = torch.cat((h0.unsqueeze(0), out[:-1]))  # (T, B, H): h_0 .. h_{T-1}
+        g_w = g_hp.reshape(-1, width).t() @ h_prev.reshape(-1, h0.shape[1])  # (N*H, H): sum_t ghp_t^T h_{t-1}
+        return g_xp, g_w, gh.clone(), gc.clone(), None
