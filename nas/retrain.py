@@ -169,7 +169,7 @@ def _record(seed: int, history: list[EpochReport], result: TrainResult | None = 
             "val_ppl": best.val_ppl if best else math.nan, "best_epoch": best.epoch if best else None,
             "epochs": len(history), "stopped_early": r.stopped_early if r else False,
             "params": r.params if r else None, "train_seconds": history[-1].train_seconds if history else 0.0,
-            "message": r.message if r else message,
+            "message": r.message if r else message, "cuda_graphs": r.cuda_graphs if r else "",
             "model": f"model-seed{seed}.pt" if r and r.status == "completed" and r.best_state else None,
             "history": [dataclasses.asdict(h) for h in history]}
 

@@ -21,8 +21,10 @@ import torch
 from torch import nn
 
 from search_spaces.cell import Cell
+from workers.cuda_graph import CUDA_GRAPHS, GraphedTrainStep
 from workers.data import Corpus, batchify
 from workers.model import ChildLM, ModelConfig, State, build_child, count_parameters
+from workers.triton_cell import KERNELS
 
 
 DIVERGED_LOSS = 700.0
@@ -38,8 +40,9 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def autocast(device: torch.device, precision: str):
-    """The context for a forward pass at ``precision`` (a no-op for float32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+    """The context for a forward pass at ``precision`` (a no-op for float32). Its weight-cast cache is off, as
+    CUDA graph capture requires (each weight is cast once per forward anyway)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16", cache_enabled=False)
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,22 @@ class TrainConfig:
     precision: str = "float32"
     """"float32", or "bfloat16": forward passes under ``torch.autocast`` (weights and optimizer stay float32).
     Worth it on GPUs with bf16 tensor cores; on CPUs without bf16 instructions it is slower."""
+    cell_kernels: str = "auto"
+    """How the cell's element-wise step runs (:data:`workers.triton_cell.KERNELS`): "auto" (generated Triton
+    kernels on CUDA when Triton is installed, torch operations otherwise), "torch" or "triton"."""
+    cuda_graphs: str = "auto"
+    """"auto": on a CUDA device, capture each child's training step as a CUDA graph and replay it per window
+    (:mod:`workers.cuda_graph`; never on a CPU); "off": eager steps."""
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"train.optimizer: {self.optimizer!r} is not one of sgd, adam")
         if self.precision not in PRECISIONS:
             raise ValueError(f"train.precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.cell_kernels not in KERNELS:
+            raise ValueError(f"train.cell_kernels: {self.cell_kernels!r} is not one of {', '.join(KERNELS)}")
+        if self.cuda_graphs not in CUDA_GRAPHS:
+            raise ValueError(f"train.cuda_graphs: {self.cuda_graphs!r} is not one of {', '.join(CUDA_GRAPHS)}")
         for name in ("lr", "lr_decay", "clip"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or not math.isfinite(v):
@@ -140,6 +153,9 @@ class TrainResult:
     """The model's state dict (on the CPU) at its best validation loss, when test perplexity was asked for."""
     stopped_early: bool = False
     """Training ended before ``budget.epochs`` because of ``budget.patience``."""
+    cuda_graphs: str = "off"
+    """"off" (eager steps), or the CUDA graph's state at the end: "captured", "warming up" (too few full
+    windows to capture), "eager: <why capture failed>"."""
 
 
 @dataclass(frozen=True)
@@ -203,16 +219,16 @@ def _detach(state: State) -> State:
 
 class TrainStep:
     """One training step of a child: forward on a window with the carried state (detached), cross-entropy,
-    backward, gradient clipping, optimiser step. ``step(inputs, targets, state) -> (loss, state)``, the loss
-    detached (a 0-d tensor on the device: reading it waits for the device)."""
+    backward, gradient clipping, optimiser step. ``step(inputs, targets, state) -> (loss, state)``, both
+    detached (the loss a 0-d tensor on the device: reading it waits for the device)."""
 
-    def __init__(self, model: ChildLM, config: TrainConfig, device: torch.device) -> None:
+    def __init__(self, model: ChildLM, config: TrainConfig, device: torch.device, capturable: bool = False) -> None:
         self.model, self.config, self.device = model, config, device
         self.params = [p for p in model.parameters() if p.requires_grad]
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(self.params, lr=config.lr)
-        else:
-            self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        else:  # capturable: its step can be recorded in a CUDA graph
+            self.optimizer = torch.optim.Adam(self.params, lr=config.lr, capturable=capturable)
         self.loss_fn = nn.CrossEntropyLoss()
 
     def set_lr(self, lr: float) -> None:
@@ -236,7 +252,7 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         loss, state = self.forward_backward(inputs, targets, state)
         self.optimizer.step()
-        return loss, state
+        return loss, _detach(state)  # no autograd graph outlives its step
 
 
 def evaluate(model: ChildLM, data: torch.Tensor, bptt: int, precision: str = "float32") -> float:
@@ -281,12 +297,15 @@ def train_child(
     mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
     dev = pick_device(device)
     torch.manual_seed(seed)
-    model = build_child(cell, corpus.vocab_size, mcfg).to(dev)
+    model = build_child(cell, corpus.vocab_size, mcfg, kernels=tcfg.cell_kernels).to(dev)
     params = count_parameters(model)
     train = batchify(corpus.train, tcfg.batch_size).to(dev)  # (T, B)
     valid_tokens = corpus.valid if budget.max_eval_tokens is None else corpus.valid[: budget.max_eval_tokens]
     valid = batchify(valid_tokens, tcfg.eval_batch_size).to(dev)
-    step = TrainStep(model, tcfg, dev)
+    graphs = tcfg.cuda_graphs == "auto" and dev.type == "cuda"
+    step: TrainStep | GraphedTrainStep = TrainStep(model, tcfg, dev, capturable=graphs)
+    if graphs:
+        step = GraphedTrainStep(step)
 
     lr, best_loss, best_state = tcfg.lr, math.inf, None
     train_seconds, history, stale = 0.0, [], 0
@@ -299,7 +318,8 @@ def train_child(
             test_ppl = perplexity(evaluate(model, test, tcfg.bptt, tcfg.precision))
         return TrainResult(status, perplexity(best_loss) if history else math.nan, len(history), params,
                            train_seconds, message, test_ppl, tuple(history), best_state,
-                           stopped_early=len(history) < budget.epochs and status == "completed")
+                           stopped_early=len(history) < budget.epochs and status == "completed",
+                           cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off")
 
     for epoch in range(1, budget.epochs + 1):
         model.train()
