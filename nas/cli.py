@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the machine/cluster, one child per --cpus-per-trial CPUs)")
     search.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
     search.add_argument("--gpus-per-trial", type=_auto_or(float), help="GPUs per child; 0.25 packs four per GPU "
-                        "(default auto: 0.25 when the cluster has GPUs, else 0)")
+                        "(default auto: 1/16 when the cluster has GPUs, else 0)")
     search.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
     search.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
     search.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")

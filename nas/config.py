@@ -128,7 +128,7 @@ class SearchConfig:
     """CPUs reserved per child; torch uses that many threads."""
     gpus_per_trial: float | None = None
     """GPUs per child; a fraction packs several children on one GPU (0.25 -> four per GPU). None ("auto"):
-    AUTO_GPUS_PER_TRIAL when the cluster has GPUs, else 0."""
+    AUTO_GPUS_PER_TRIAL (1/16, measured) when the cluster has GPUs, else 0."""
     algo: str = "reinforce"
     """"reinforce" (the controller) or "random" (the baseline every NAS claim is measured against)."""
     seed: int = 0

@@ -148,9 +148,13 @@ def _init_ray(cfg: SearchConfig) -> None:
                           "check the address, or leave --address out to run locally") from None
 
 
-AUTO_GPUS_PER_TRIAL = 0.25
-"""Children per GPU when the cluster has GPUs and gpus_per_trial is "auto": one child's small recurrent steps
-leave a GPU mostly idle (launch-bound), so four share one. Not measured here (no GPU on the CI machines)."""
+AUTO_GPUS_PER_TRIAL = 1 / 16
+"""GPUs per child when the cluster has GPUs and gpus_per_trial is "auto": up to 16 children share a GPU (fewer
+where CPUs run out first: concurrency "auto" also gives each child cpus_per_trial CPUs). Measured on an H200 with
+16 CPUs (bench/bench_gpu_packing.py, bench/RESULTS.md 2026-11-27): default-search children per GPU-hour rise
+with every doubling, 1.60x at 2, 2.28x at 4, 2.75x at 8, 3.17x at 16 children per GPU; PTB-sized children
+(2 x 650) 1.45x at 8 and still rising. A child alternates CPU work (Triton's compilation of a new cell,
+Python, evaluation) with short GPU bursts, so more children keep the GPU busier."""
 
 
 @dataclass(frozen=True)
