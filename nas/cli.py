@@ -111,6 +111,29 @@ def cmd_results(args: argparse.Namespace) -> None:
         print(f"plot written to {plot_progress(args.dir)}")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from nas.compare import DEFAULT_AT, comparison_table, find_run, load_curve, parse_counts, plot_curves, run_algo
+
+    at = parse_counts(args.at) if args.at is not None else DEFAULT_AT
+    dirs = [find_run(run, args.results_dir) for run in args.runs]
+    algos = [run_algo(d) for d in dirs]
+    labels = [f"{d.resolve().name} ({algo})" for d, algo in zip(dirs, algos)]
+    curves = [load_curve(d) for d in dirs]
+    if curves[0]["best_val_ppl"].isna().all():
+        raise UserError(f"{dirs[0]} has no completed child, so it has no best val_ppl for the others to reach; put a "
+                        "run with a completed child first")
+    plot = Path(args.plot) if args.plot else None
+    if plot and (plot.suffix.lower() != ".png" or not plot.parent.is_dir()):
+        raise UserError(f"--plot {plot}: give a .png file in an existing folder")
+    print(comparison_table(list(zip(labels, curves)), at))
+    if plot:
+        groups: dict[str, list[Any]] = {}
+        for label, algo, d, curve in zip(labels, algos, dirs, curves):
+            key = algo if args.group == "algo" else label if labels.count(label) == 1 else f"{label} {d}"
+            groups.setdefault(key, []).append(curve)
+        print(f"plot written to {plot_curves(groups, plot)}")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from nas.export import write_export
     from nas.results import spec_at_rank
@@ -226,6 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--sort", default="val_ppl", help="column to sort by (default val_ppl)")
     results.add_argument("--plot", action="store_true", help="also (re)write progress.png")
     results.set_defaults(func=cmd_results)
+
+    compare = sub.add_parser("compare", help="best-so-far val_ppl of several searches, by children and by compute")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="results folders (results/<name>) or experiment "
+                         "names under --results-dir; the first is the reference whose final best the others reach")
+    compare.add_argument("--results-dir", default="results", help="folder of experiments that names are looked up "
+                         "in (default ./results)")
+    compare.add_argument("--at", metavar="N,N,...", help="numbers of children to show the best so far at, e.g. "
+                         "10,20 (default 25,50,100,150; each run's final count is always shown)")
+    compare.add_argument("--plot", metavar="FILE.png", help="also write the best-so-far curves, by children and by "
+                         "compute, to this PNG")
+    compare.add_argument("--group", choices=["run", "algo"], default="run", help="plot one line per run (default), "
+                         "or per algo: the mean ± std of its runs")
+    compare.set_defaults(func=cmd_compare)
 
     export = sub.add_parser("export", help="write a cell as a standalone PyTorch module")
     export.add_argument("source", help="a results folder, a spec JSON file, or a known cell name")
