@@ -88,8 +88,10 @@ def test_a_child_that_runs_out_of_memory_is_recorded_and_the_search_finishes(tmp
 
 
 def test_a_worker_node_lost_mid_child_is_retried_and_no_child_is_lost_or_doubled(tmp_path):
+    import os
     import subprocess
     import time
+    from pathlib import Path
 
     import ray
     from ray.cluster_utils import Cluster
@@ -98,30 +100,49 @@ def test_a_worker_node_lost_mid_child_is_retried_and_no_child_is_lost_or_doubled
     # fast node-death detection, so the test does not wait for the default health-check timeout
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3}})
-    doomed = cluster.add_node(num_cpus=2)
+    # The doomed node's children must still be running when it is removed, whatever the machine's speed: its raylet
+    # (and so every Ray worker it spawns) starts with tests/doomed_node/ first on PYTHONPATH, whose sitecustomize.py
+    # makes each child there write a marker file into `markers` and block forever. The replacement node is added
+    # with the environment restored, so the retried children train normally.
+    markers = tmp_path / "blocked_children"
+    markers.mkdir()
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "NAS_TEST_BLOCKED_CHILDREN")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).parent / "doomed_node")] + ([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else []))
+    os.environ["NAS_TEST_BLOCKED_CHILDREN"] = str(markers)
+    try:
+        doomed = cluster.add_node(num_cpus=2)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     search = None
     try:
         ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
         data = write_tiny_corpus(tmp_path / "corpus")
-        toml = TINY_TOML.format(data=data).replace("base = 8", "base = 2").replace("max_batches = 6",
-                                                                                  "epochs = 60")
+        toml = TINY_TOML.format(data=data).replace("base = 8", "base = 2")
         (tmp_path / "lost.toml").write_text(toml.replace('name = "tiny"', 'name = "lost"'))
         # the search is a separate driver process, as on a real cluster
         search = subprocess.Popen(NAS + ["search", "--config", "lost.toml", "--address", cluster.address],
                                   cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         run_dir = tmp_path / "results" / "lost"
         deadline = time.time() + 120
-        while time.time() < deadline:  # wait until both children report epochs (only the doomed node has CPUs)
-            if sum(f.stat().st_size > 0 for f in run_dir.glob("child_*/result.json")) == 2:
+        while time.time() < deadline:  # wait until both children are blocked on the doomed node (the only CPUs)
+            if len(list(markers.glob("child-*"))) == 2:
                 break
             assert search.poll() is None, search.stdout.read()
             time.sleep(0.2)
         else:
             raise AssertionError("no child started on the worker node")
+        assert {p.read_text() for p in markers.glob("child-*")} == {doomed.node_id}
+        assert search.poll() is None and read_records(run_dir / "children.jsonl") == []  # nothing finished yet
         cluster.remove_node(doomed, allow_graceful=False)  # mid-child: the two running children die with it
         cluster.add_node(num_cpus=2)
         out, _ = search.communicate(timeout=300)
         assert search.returncode == 0, out
+        assert len(list(markers.glob("child-*"))) == 2  # the retried and later children trained on the new node
         rows = read_records(run_dir / "children.jsonl")
         assert sorted(r["index"] for r in rows) == [0, 1, 2, 3], out  # none missing, none twice
         assert len({r["trial_id"] for r in rows}) == 4
