@@ -160,3 +160,44 @@ def test_best_state_is_the_best_validation_weights():
     assert perplexity(evaluate(model, test, FAST.bptt)) == pytest.approx(result.test_ppl, rel=1e-6)
     no_test = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=1), model_config=SMALL, train_config=FAST)
     assert no_test.best_state is None
+
+
+def test_short_epochs_continue_through_the_split_instead_of_restarting_it(monkeypatch):
+    """max_batches cuts each epoch short: the next epoch starts where the last stopped (wrapping at the end), so
+    several short epochs see the whole text, not its first windows again and again."""
+    import workers.train as train_module
+
+    corpus = tiny_corpus(40)  # 2,496 training tokens: 624 rows at batch 4, 32 windows of 20
+    seen = []
+    real_step = train_module.TrainStep.__call__
+
+    def spy(self, inputs, targets, state):
+        seen.append(inputs[0].clone())  # the first row of each window identifies it
+        return real_step(self, inputs, targets, state)
+
+    monkeypatch.setattr(train_module.TrainStep, "__call__", spy)
+    cfg = TrainConfig(lr=1.0, batch_size=4, bptt=20, eval_batch_size=4)
+    result = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=3, max_batches=12), model_config=SMALL,
+                         train_config=cfg)
+    assert result.status == "completed"
+    train = corpus.train[: (len(corpus.train) // 4) * 4].view(4, -1).t()  # (rows, B), as batchify lays it out
+    windows = [train[i] for i in range(0, train.size(0) - 1, 20)]
+    assert len(windows) == 32 and len(seen) == 36 and result.batches == 36
+    expected = windows[:32] + windows[:4]  # 12 + 12 + 12: the third epoch wraps around after window 31
+    assert all(torch.equal(a, b) for a, b in zip(seen, expected))
+    assert [r.batches for r in result.history] == [12, 24, 36]
+
+
+def test_rungs_report_validation_perplexity_inside_an_epoch():
+    corpus = tiny_corpus(40)  # 16 windows of 20 at batch 8: whole epochs are longer than 10 batches
+    rungs = []
+    result = train_child(known_cell("nascell"), corpus, budget=Budget(epochs=2, max_batches=10, report_at=(3, 10, 14)),
+                         model_config=SMALL, train_config=FAST, on_rung=rungs.append)
+    assert [(r.batches, r.epoch) for r in rungs] == [(3, 1), (10, 1), (14, 2)]
+    assert all(math.isfinite(r.val_ppl) and r.val_ppl == pytest.approx(math.exp(r.val_loss)) for r in rungs)
+    assert [r.train_seconds for r in rungs] == sorted(r.train_seconds for r in rungs)
+    # the rung at batch 10 is the end of epoch 1: the same weights, the same validation loss
+    assert rungs[1].val_loss == pytest.approx(result.history[0].val_loss)
+    assert result.batches == 20 and result.status == "completed"
+    with pytest.raises(ValueError, match="budget.report_at"):
+        Budget(report_at=(0,))

@@ -24,6 +24,7 @@ from search_spaces.cell import Cell
 from workers.cuda_graph import CUDA_GRAPHS, GraphedTrainStep
 from workers.data import Corpus, batchify
 from workers.model import ChildLM, ModelConfig, State, build_child, count_parameters
+from workers.outcome import ChildOutcome
 from workers.triton_cell import KERNELS
 
 
@@ -99,15 +100,23 @@ class Budget:
     epochs: int = 1
     """Passes over the training data (or over ``max_batches`` of it)."""
     max_batches: int | None = None
-    """Cap on BPTT windows per epoch (None: the whole training split)."""
+    """Cap on BPTT windows per epoch (None: the whole training split). The next epoch continues through the split
+    where the last one stopped (from its start again after the end), so several short epochs see the whole text."""
     max_eval_tokens: int | None = None
     """Cap on validation tokens per evaluation (None: the whole validation split)."""
     patience: int | None = None
     """Stop early after this many epochs in a row without a better validation loss (None: run every epoch).
     With SGD every such epoch also divides the learning rate by ``lr_decay``, so patience 3 stops once the rate
     has fallen 64-fold (at lr_decay 4) without any gain: converged."""
+    report_at: tuple[int, ...] = dataclasses.field(default=(), metadata={"derived": True})
+    """Training-batch counts (cumulative over epochs) after which validation perplexity is also measured and
+    reported mid-training (:class:`RungReport`): the rungs of an early-stopping scheduler, which the search sets
+    from its ``[scheduler]`` (not a setting of its own)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.report_at, tuple) or any(
+                not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in self.report_at):
+            raise ValueError(f"budget.report_at: {self.report_at!r} is not allowed; use whole numbers >= 1")
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"budget.epochs: {self.epochs!r} is not allowed; use a whole number >= 1")
         for name in ("max_batches", "max_eval_tokens", "patience"):
@@ -131,6 +140,21 @@ class EpochReport:
     """Seconds spent in training steps so far (evaluation excluded)."""
     tokens_per_second: float
     """Training throughput of this epoch."""
+    batches: int = 0
+    """Training batches done so far (all epochs): the fidelity reached."""
+
+
+@dataclass(frozen=True)
+class RungReport:
+    """A mid-training measurement at one of ``Budget.report_at``."""
+
+    batches: int
+    """Training batches done so far (all epochs): the fidelity."""
+    epoch: int
+    val_loss: float
+    val_ppl: float
+    train_seconds: float
+    """Seconds spent in training steps so far (evaluation excluded)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +180,8 @@ class TrainResult:
     cuda_graphs: str = "off"
     """"off" (eager steps), or the CUDA graph's state at the end: "captured", "warming up" (too few full
     windows to capture), "eager: <why capture failed>"."""
+    batches: int = 0
+    """Training batches done (all epochs): the fidelity reached."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +193,12 @@ class ChildSettings:
     budget: Budget = Budget()
     device: str | None = None
     """None: CUDA when the worker has it, else CPU."""
+
+
+def outcome_of(result: TrainResult) -> ChildOutcome:
+    """The child outcome record of a finished training."""
+    return ChildOutcome(result.status, result.val_ppl, result.params, result.train_seconds, result.epochs,
+                        result.message, fidelity=result.batches)
 
 
 def split_hparams(hparams: Mapping[str, Any], model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
@@ -289,10 +321,12 @@ def train_child(
     device: str | torch.device | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     evaluate_test: bool = False,
+    on_rung: Callable[[RungReport], None] | None = None,
 ) -> TrainResult:
     """Train a child LM with ``cell`` on ``corpus``; ``hparams`` override fields of the two configs.
 
-    Deterministic on CPU for a given seed (and thread count). ``on_epoch`` is called after every epoch.
+    Deterministic on CPU for a given seed (and thread count). ``on_epoch`` is called after every epoch,
+    ``on_rung`` after each of ``budget.report_at`` training batches.
     """
     mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
     dev = pick_device(device)
@@ -309,6 +343,10 @@ def train_child(
 
     lr, best_loss, best_state = tcfg.lr, math.inf, None
     train_seconds, history, stale = 0.0, [], 0
+    windows = list(range(0, train.size(0) - 1, tcfg.bptt))  # start row of every BPTT window of the split
+    per_epoch = len(windows) if budget.max_batches is None else min(budget.max_batches, len(windows))
+    cursor = done = 0  # next window (carried over epochs cut short by max_batches); batches done in all epochs
+    rungs = set(budget.report_at)
 
     def result(status: str, message: str = "") -> TrainResult:
         test_ppl = math.nan
@@ -319,26 +357,42 @@ def train_child(
         return TrainResult(status, perplexity(best_loss) if history else math.nan, len(history), params,
                            train_seconds, message, test_ppl, tuple(history), best_state,
                            stopped_early=len(history) < budget.epochs and status == "completed",
-                           cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off")
+                           cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off", batches=done)
 
     for epoch in range(1, budget.epochs + 1):
         model.train()
         state: State | None = None
         loss_sum = torch.zeros((), device=dev)
         tokens = batches = 0
-        start = time.perf_counter()
-        for i in range(0, train.size(0) - 1, tcfg.bptt):
-            if budget.max_batches is not None and batches >= budget.max_batches:
-                break
+        start, evaluating = time.perf_counter(), 0.0
+        while batches < per_epoch:
+            if cursor == len(windows):  # the end of the split: continue from its start, with a fresh state
+                cursor, state = 0, None
+            i = windows[cursor]
+            cursor += 1
             n = min(tcfg.bptt, train.size(0) - 1 - i)
             inputs, targets = train[i : i + n], train[i + 1 : i + 1 + n]  # (n, B)
             loss, state = step(inputs, targets, state)
             loss_sum += loss
             tokens += targets.numel()
             batches += 1
+            done += 1
             if batches % 25 == 0 and _diverged(loss_sum.item() / batches):  # one device sync per 25 steps
                 break
-        seconds = time.perf_counter() - start
+            if done in rungs:
+                rung_start = time.perf_counter()
+                rung_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
+                model.train()
+                evaluating += time.perf_counter() - rung_start
+                if _diverged(rung_loss):
+                    train_seconds += time.perf_counter() - start - evaluating
+                    return result("diverged", f"validation loss became {rung_loss} after {done} batches")
+                if on_rung is not None:
+                    on_rung(RungReport(done, epoch, rung_loss, perplexity(rung_loss),
+                                       train_seconds + time.perf_counter() - start - evaluating))
+        if budget.max_batches is None:
+            cursor = 0  # whole epochs: each starts at the beginning of the split
+        seconds = time.perf_counter() - start - evaluating
         train_seconds += seconds
         train_loss = (loss_sum / max(batches, 1)).item()
         if _diverged(train_loss):
@@ -356,7 +410,7 @@ def train_child(
                 lr /= tcfg.lr_decay
                 step.set_lr(lr)
         report = EpochReport(epoch, train_loss, val_loss, perplexity(val_loss), perplexity(best_loss), lr, tokens,
-                             train_seconds, tokens / seconds if seconds > 0 else math.nan)
+                             train_seconds, tokens / seconds if seconds > 0 else math.nan, done)
         history.append(report)
         if on_epoch is not None:
             on_epoch(report)

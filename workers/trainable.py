@@ -1,15 +1,16 @@
 """The Ray Tune entry point for one child: a function trainable around :func:`workers.train.train_child`.
 
 The corpus and the shared settings arrive through ``tune.with_parameters`` (Ray's object store), so a worker on a
-remote node needs no files. Each epoch is reported with ``status="running"``; a final report carries the outcome
-(``completed``, ``diverged`` or ``failed`` with the error text). Errors inside training are caught and reported,
+remote node needs no files. Each epoch and each rung of ``budget.report_at`` is reported with
+``status="running"``; rung reports carry the ``fidelity`` (training batches done) an early-stopping scheduler
+decides on (its ``time_attr``); a final report carries the outcome (:class:`workers.outcome.ChildOutcome`: ``completed``, ``diverged`` or ``failed`` with the
+error text). Errors inside training are caught and reported,
 so one bad child never takes the search down (an out-of-memory child is recorded as
 ``failed`` with an error text that starts with "out of memory"); a dead worker process is Ray's to retry.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from typing import Any
@@ -20,10 +21,8 @@ from ray import tune
 
 from search_spaces.space import ChildSpec
 from workers.data import Corpus
-from workers.train import ChildSettings, EpochReport, failure_text, train_child
-
-METRIC = "val_ppl"
-"""What the searcher minimises: validation perplexity (best over the child's epochs)."""
+from workers.outcome import METRIC, ChildOutcome
+from workers.train import ChildSettings, EpochReport, RungReport, failure_text, outcome_of, train_child
 
 
 def _assigned() -> dict[str, float]:
@@ -50,19 +49,22 @@ def train_trial(config: dict[str, Any], corpus: Corpus, settings: ChildSettings)
               "cpus": assigned.get("CPU", 0.0), "gpus": assigned.get("GPU", 0.0)}
 
     def on_epoch(r: EpochReport) -> None:
-        tune.report({**common, "status": "running", METRIC: r.val_ppl, "epoch": r.epoch, "train_loss": r.train_loss,
-                     "val_loss": r.val_loss, "tokens_per_second": r.tokens_per_second,
+        # "batches", not "fidelity": an early-stopping scheduler decides at rungs only (and never at the end)
+        tune.report({**common, "status": "running", METRIC: r.val_ppl, "batches": r.batches, "epoch": r.epoch,
+                     "train_loss": r.train_loss, "val_loss": r.val_loss, "tokens_per_second": r.tokens_per_second,
                      "train_seconds": r.train_seconds})
+
+    def on_rung(r: RungReport) -> None:  # an early-stopping scheduler decides here whether the child goes on
+        tune.report({**common, "status": "running", METRIC: r.val_ppl, "fidelity": r.batches, "epoch": r.epoch,
+                     "val_loss": r.val_loss, "train_seconds": r.train_seconds})
 
     try:
         spec = ChildSpec.from_dict(config["spec"])
         result = train_child(spec.cell, corpus, spec.hparams.as_dict(), settings.budget, settings.model,
                              settings.train, seed=int(config.get("seed", 0)), device=settings.device,
-                             on_epoch=on_epoch)
-        final = {"status": result.status, METRIC: result.val_ppl, "params": result.params,
-                 "train_seconds": result.train_seconds, "epochs": result.epochs, "error": result.message}
+                             on_epoch=on_epoch, on_rung=on_rung)
+        outcome = outcome_of(result)
     except Exception as e:  # noqa: BLE001 - any error in a child is recorded, never fatal to the search
-        error = failure_text(e, OOM_HINT)  # frees memory after an OOM: the next child may reuse this process
-        final = {"status": "failed", METRIC: math.nan, "params": None, "train_seconds": None, "epochs": 0,
-                 "error": error}
-    tune.report({**common, **final, "finished_at": time.time()})
+        # failure_text frees memory after an OOM: the next child may reuse this process
+        outcome = ChildOutcome("failed", error=failure_text(e, OOM_HINT))
+    tune.report({**common, **outcome.to_dict(), "finished_at": time.time()})

@@ -1,0 +1,79 @@
+"""How one child ended, as one typed record: what the trainable reports last, what the searcher records in
+``children.jsonl``, what the progress line and the results tables show. A new field is added here only.
+
+No Ray here: the searcher, the tables and ``nas train`` read it without a cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+METRIC = "val_ppl"
+"""What the searcher minimises: validation perplexity (best over the child's epochs)."""
+
+STATUSES: tuple[str, ...] = ("completed", "diverged", "failed", "stopped")
+"""How a child can end: trained to its budget; a loss became NaN/inf; it raised; stopped before its final report
+(by Ctrl-C, or by an early-stopping scheduler at a lower fidelity)."""
+
+
+@dataclass(frozen=True)
+class ChildOutcome:
+    """The outcome of one child."""
+
+    status: str
+    """One of :data:`STATUSES`."""
+    val_ppl: float = math.nan
+    """Best validation perplexity measured (NaN when none was)."""
+    params: int | None = None
+    """Trainable parameters of the child model."""
+    train_seconds: float | None = None
+    """Seconds in training steps (evaluation excluded); None when training never started."""
+    epochs: int = 0
+    """Epochs completed."""
+    error: str = ""
+    """Why it diverged or failed (with a traceback for a failure)."""
+    fidelity: int = 0
+    """Training batches done when ``val_ppl`` was measured: the budget's total for a completed child, fewer for
+    one an early-stopping scheduler stopped at a rung."""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status: {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The outcome's fields, as the trainable reports them and ``children.jsonl`` records them."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any] | None, error: bool = False) -> "ChildOutcome":
+        """The outcome of a trial from its last reported result (Tune's ``on_trial_complete``): a result still
+        marked "running" ended before its final report (stopped); an errored or missing result failed; a
+        "completed" result without a finite, positive perplexity failed."""
+        r = dict(result or {})
+        known = {f.name: r[f.name] for f in dataclasses.fields(cls) if f.name in r and f.name != "status"}
+        ppl = r.get(METRIC)
+        known[METRIC] = float(ppl) if isinstance(ppl, (int, float)) and not isinstance(ppl, bool) else math.nan
+        known["error"] = str(known.get("error") or "")
+        known["epochs"] = int(known.get("epochs") or 0)
+        known["fidelity"] = int(known.get("fidelity") or 0)
+        if error or not result:
+            return cls("failed", **{**known, METRIC: math.nan,
+                                    "error": known["error"] or "the trial raised an error in Ray (see its error.txt)"})
+        status = r.get("status", "stopped")
+        if status == "running" or status not in STATUSES:  # ended before its final report
+            status = "stopped"
+        if status == "completed" and not (math.isfinite(known[METRIC]) and known[METRIC] > 0):
+            return cls("failed", **{**known, METRIC: math.nan,
+                                    "error": f"reported a non-finite validation perplexity ({known[METRIC]})"})
+        return cls(status, **known)
+
+
+OUTCOME_COLUMNS: dict[str, str] = {
+    "status": "string", "val_ppl": "Float64", "params": "Int64", "train_seconds": "Float64", "epochs": "Int64",
+    "fidelity": "Int64",
+}
+"""The outcome fields a results table shows among its lead columns, with their pandas dtypes (``error`` is a
+tail column)."""
