@@ -83,14 +83,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         "data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level,
     }
     if args.resume:
-        allowed = {"results_dir", "address"}
+        allowed = {"results_dir", "address", "trials"}  # --trials N extends a search to N children
         given = [k for k, v in overrides.items() if v is not None and k not in allowed] + (["config"] if args.config else [])
         if given:
             flags = ", ".join("--" + k.split(".")[-1].replace("_", "-") for k in given)
             raise UserError(f"--resume continues {args.resume!r} with the settings it was started with; drop {flags}")
         cfg = load_run_config(args.results_dir or "results", args.resume)
-        if args.address:
-            cfg = config_from_dict({**cfg.to_dict(), "address": args.address})
+        if args.address or args.trials:
+            cfg = config_from_dict({**cfg.to_dict(), "address": args.address or cfg.address,
+                                    "trials": args.trials or cfg.trials})
         outcome = run_search(cfg, resume=True)
     else:
         cfg = load_config(args.config, overrides) if args.config else config_from_dict(merge_overrides({}, overrides))
@@ -227,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="search for a recurrent cell (with no options: the built-in default)")
     search.add_argument("--config", metavar="FILE", help="TOML file with the search settings (flags override it)")
     search.add_argument("--name", help="experiment name (default: search-<date>-<time>)")
-    search.add_argument("--trials", type=int, help="children to train in total (default 16)")
+    search.add_argument("--trials", type=int, help="children in total (default 16); with --resume, a larger number "
+                        "extends the search")
     search.add_argument("--concurrency", type=_auto_or(int), help="children training at once (default auto: fill "
                         "the machine/cluster, one child per --cpus-per-trial CPUs)")
     search.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
@@ -236,11 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
     search.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
     search.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
-    search.add_argument("--algo", choices=["reinforce", "random"], help="the controller or the random baseline")
+    search.add_argument("--algo", choices=["reinforce", "random", "evolution"],
+                        help="the controller, the random baseline or regularized evolution")
     search.add_argument("--seed", type=int, help="seed of the controller and of every child (default 0)")
     search.add_argument("--results-dir", help="folder of experiments (default ./results)")
     search.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://host:10001 (default: local)")
-    search.add_argument("--resume", metavar="NAME", help="continue the experiment NAME where it stopped")
+    search.add_argument("--resume", metavar="NAME", help="continue the experiment NAME where it stopped (with "
+                        "--trials N: then go on to N children)")
     search.set_defaults(func=cmd_search)
 
     results = sub.add_parser("results", help="leaderboard of a search's children")

@@ -21,6 +21,8 @@ A TOML file mirrors :class:`SearchConfig`: top-level keys for the run, then one 
     [train]   # child optimisation (workers.train.TrainConfig)
     [budget]  # per-child budget (workers.train.Budget)
     [controller]  # nas.controller.ControllerConfig
+    [scheduler]   # early stopping of children (SchedulerConfig: ASHA)
+    [evolution]   # algo = "evolution" (nas.evolution.EvolutionConfig)
 
 Unknown keys, wrong types and out-of-range values are errors that name the key and the fix.
 """
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nas.controller import ControllerConfig
+from nas.evolution import EvolutionConfig
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
@@ -49,7 +52,8 @@ from workers.download import DATASETS
 from workers.model import ModelConfig
 from workers.train import Budget, ChildSettings, TrainConfig, split_hparams
 
-ALGOS = ("reinforce", "random")
+ALGOS = ("reinforce", "random", "evolution")
+SCHEDULERS = ("none", "asha")
 
 CONFIG_FILE = "config.json"
 """The settings a search ran with, in its results folder (what ``--resume`` and ``nas train`` read)."""
@@ -109,6 +113,41 @@ class SpaceConfig:
         return SearchSpace(CellSpace(self.base), LayerSpace.of(self.layers))
 
 
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Early stopping of children (multi-fidelity) through Ray Tune's ASHA (Li et al. 2020, "A System for
+    Massively Parallel Hyperparameter Tuning"). Fidelity counts training batches; the max fidelity is the child
+    budget's total ([budget] epochs x max_batches, or whole epochs). Each child also measures its validation
+    perplexity at every rung (grace_period x reduction_factor^k batches below the max), inside an epoch if need be,
+    and ASHA stops it there unless it is in the best 1/reduction_factor of the children that reached that rung."""
+
+    kind: str = "none"
+    """"asha" or "none"."""
+    grace_period: int = 50
+    """Training batches before the first rung (ASHA's minimum resource)."""
+    reduction_factor: int = 3
+    """Keep the best 1/reduction_factor at each rung; rungs are this factor apart (Li et al.: 3 or 4)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULERS:
+            raise ValueError(f"scheduler.kind: {self.kind!r} is not one of {', '.join(SCHEDULERS)}")
+        if not isinstance(self.grace_period, int) or isinstance(self.grace_period, bool) or self.grace_period < 1:
+            raise ValueError(f"scheduler.grace_period: {self.grace_period!r} is not allowed; use a whole number >= 1")
+        if (not isinstance(self.reduction_factor, int) or isinstance(self.reduction_factor, bool)
+                or self.reduction_factor < 2):
+            raise ValueError(f"scheduler.reduction_factor: {self.reduction_factor!r} is not allowed; use a whole "
+                             "number >= 2")
+
+    def rungs(self, max_fidelity: int) -> tuple[int, ...]:
+        """The rung milestones below ``max_fidelity`` (empty when off), as Ray's ASHA computes them for
+        ``max_t = max_fidelity + 1`` (one past the last report, so that ASHA never stops a child at its end)."""
+        if self.kind == "none":
+            return ()
+        count = int(math.log((max_fidelity + 1) / self.grace_period) / math.log(self.reduction_factor) + 1)
+        return tuple(m for k in range(max(count, 0)) if (m := self.grace_period * self.reduction_factor ** k)
+                     < max_fidelity)
+
+
 def default_name() -> str:
     return "search-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -120,7 +159,8 @@ class SearchConfig:
     name: str = field(default_factory=default_name)
     """Experiment name; results go to <results_dir>/<name>/."""
     trials: int = 16
-    """Children to train in total."""
+    """Children in total. A proposal whose spec an earlier child already trained reuses that outcome and counts as a
+    child without training (so a search that converges ends sooner instead of training copies)."""
     concurrency: int | None = None
     """Children training at once (max_concurrent_trials); None ("auto"): as many as the cluster's CPUs (and GPUs)
     hold at cpus_per_trial / gpus_per_trial each (see nas.search.plan_resources)."""
@@ -130,7 +170,8 @@ class SearchConfig:
     """GPUs per child; a fraction packs several children on one GPU (0.25 -> four per GPU). None ("auto"):
     AUTO_GPUS_PER_TRIAL (1/16, measured) when the cluster has GPUs, else 0."""
     algo: str = "reinforce"
-    """"reinforce" (the controller) or "random" (the baseline every NAS claim is measured against)."""
+    """"reinforce" (the controller), "random" (the baseline every NAS claim is measured against) or "evolution"
+    (regularized evolution, Real et al. 2019: the strongest small-budget baseline; settings in [evolution])."""
     seed: int = 0
     """Seeds the controller's sampling and every child's training."""
     results_dir: str = "results"
@@ -145,6 +186,8 @@ class SearchConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5.0, batch_size=32, eval_batch_size=32))
     budget: Budget = field(default_factory=lambda: Budget(epochs=1, max_batches=200, max_eval_tokens=20000))
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\") or self.name in (".", ".."):
@@ -191,13 +234,18 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["space"]["layers"] = {k: list(v) for k, v in self.space.layers.items()}
+        for section, cls in _SECTIONS.items():  # derived fields are set by the search, not settings
+            for f in dataclasses.fields(cls):
+                if f.metadata.get("derived"):
+                    d[section].pop(f.name, None)
         return d
 
 
 # ---- reading TOML tables into dataclasses ---------------------------------------------------------------------
 
 _SECTIONS = {"data": DataConfig, "space": SpaceConfig, "model": ModelConfig, "train": TrainConfig,
-             "budget": Budget, "controller": ControllerConfig}
+             "budget": Budget, "controller": ControllerConfig, "scheduler": SchedulerConfig,
+             "evolution": EvolutionConfig}
 
 
 _CHECKED_TOGETHER = ("tie_weights", "embedding_size", "hidden_size")
@@ -236,7 +284,7 @@ def _build(cls: type, table: Any, section: str) -> Any:
     if not isinstance(table, dict):
         raise ValueError(f"[{section}]: expected a table of settings, got {table!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in dataclasses.fields(cls) if f.init and not f.metadata.get("derived")]
     unknown = sorted(set(table) - set(names))
     if unknown:
         raise ValueError(f"{prefix}{unknown[0]}: unknown setting; allowed in {f'[{section}]' if section else 'the top level'}: "

@@ -68,6 +68,10 @@ class ControllerConfig:
     grad_clip: float | None = 5.0
     """Clip the controller's gradient norm to this (ours: a safety net against one outlying advantage; the
     papers give none and carpedm20/ENAS-pytorch disables it). None disables it."""
+    normalize_advantage: bool = False
+    """Divide each advantage by a moving estimate of its own scale (per fidelity; nas.reinforce.Baselines), so
+    the update does not depend on the reward's scale, which moves a hundredfold between character level
+    (c/ppl^2 ~ 0.1-1) and word level (1e-3-1e-2). Ours; the papers use raw advantages."""
     update_every: int = 1
     """Update the controller after every m finished children, without waiting for any others
     (Zoph & Le 2017 update asynchronously; 1 means after each child)."""
@@ -101,6 +105,9 @@ class ControllerConfig:
             )
         if self.reward not in REWARDS:
             raise ValueError(f"controller.reward: {self.reward!r} is not one of {', '.join(REWARDS)}")
+        if not isinstance(self.normalize_advantage, bool):
+            raise ValueError(f"controller.normalize_advantage: {self.normalize_advantage!r} is not allowed; use "
+                             "true or false")
         if not isinstance(self.share_heads, bool):
             raise ValueError(f"controller.share_heads: {self.share_heads!r} is not allowed; use true or false")
 

@@ -11,6 +11,14 @@ Baseline. :class:`EMABaseline` keeps ``b``. For each reward R, in the order resu
 ``advantage = R - b`` with ``b`` as it was *before* R, then ``b <- d*b + (1 - d)*R``. The first reward ever
 seen initialises ``b = R``, so its advantage is 0 (no signal rather than a signal against an arbitrary 0).
 
+Fidelities. With early stopping, a child stopped at a rung has a perplexity measured after fewer training
+batches than a finished one, so its reward is on another scale. :class:`Baselines` keeps one moving average per
+fidelity key (:func:`baseline_key`: the rung's batch count for a child stopped there, "final" for every child that
+ran its whole budget or broke), and a child's advantage is taken against the baseline of its own key only.
+With ``normalize_advantage`` each key also keeps a moving average of the squared deviation ``s^2``, and the
+advantage is ``(R - b) / s`` (both as they were before R; the first deviation of a key sets ``s``), which makes
+the update independent of the reward's scale (c/ppl^2 is ~0.1-1 at character level, 1e-3-1e-2 at word level).
+
 Update. :func:`reinforce_step` minimises, averaged over the children of the batch,
 ``-(R - b) * log pi(a) - entropy_weight * H(pi)``, where ``log pi(a)`` and the entropy are recomputed by
 :meth:`Controller.evaluate_many` (teacher forcing) under the newest weights, since children may come from
@@ -20,24 +28,23 @@ an older policy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import torch
 
 from nas.controller import Controller, ControllerConfig
-
-CHILD_STATUSES: tuple[str, ...] = ("completed", "diverged", "failed", "stopped")
-"""How a child can end. Only ``"completed"`` children earn a non-zero reward."""
+from workers.outcome import STATUSES
 
 
 def reward_of(val_ppl: float, status: str, config: ControllerConfig) -> float:
     """The reward of a child: ``c / ppl**2`` or ``c / ppl`` (``config.reward``); 0.0 for a broken child.
 
-    Raises ValueError only for a status outside :data:`CHILD_STATUSES` (a bug in the caller, not the child).
+    Raises ValueError only for a status outside :data:`workers.outcome.STATUSES` (a bug in the caller, not the
+    child).
     """
-    if status not in CHILD_STATUSES:
-        raise ValueError(f"status: {status!r} is not one of {', '.join(CHILD_STATUSES)}")
+    if status not in STATUSES:
+        raise ValueError(f"status: {status!r} is not one of {', '.join(STATUSES)}")
     if status != "completed":
         return 0.0
     try:
@@ -86,6 +93,52 @@ class EMABaseline:
         self.decay, self.value = restored.decay, restored.value
 
 
+FINAL = "final"
+"""The baseline key of children that ran their whole budget (or broke): see :func:`baseline_key`."""
+
+
+def baseline_key(status: str, fidelity: int) -> str:
+    """The fidelity key a child's advantage is measured in: its rung for a child an early-stopping scheduler
+    stopped (status "stopped"), :data:`FINAL` for every other."""
+    return str(fidelity) if status == "stopped" else FINAL
+
+
+@dataclass
+class Baselines:
+    """One :class:`EMABaseline` per fidelity key, and with ``normalize`` one moving scale per key."""
+
+    decay: float
+    normalize: bool = False
+    means: dict[str, EMABaseline] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)
+    """Moving average of the squared deviation ``(R - b)^2`` per key."""
+
+    def update(self, reward: float, key: str = FINAL) -> tuple[float, float]:
+        """(baseline before ``reward``, advantage) in ``key``'s fidelity; then both averages move."""
+        mean = self.means.setdefault(key, EMABaseline(self.decay))
+        first = mean.value is None
+        before, advantage = mean.update(reward)
+        if not self.normalize:
+            return before, advantage
+        squared = advantage * advantage
+        scale = self.scales.get(key)
+        if scale is None:  # the first deviation sets the scale (the key's very first reward has none)
+            if not first:
+                self.scales[key] = squared
+            return before, (math.copysign(1.0, advantage) if advantage else 0.0)
+        self.scales[key] = self.decay * scale + (1 - self.decay) * squared
+        return before, advantage / math.sqrt(scale) if scale > 0 else 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "normalize": self.normalize,
+                "means": {k: b.value for k, b in self.means.items()}, "scales": dict(self.scales)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.decay, self.normalize = state["decay"], state["normalize"]
+        self.means = {k: EMABaseline(self.decay, v) for k, v in state["means"].items()}
+        self.scales = dict(state["scales"])
+
+
 def make_optimizer(controller: Controller, config: ControllerConfig) -> torch.optim.Adam:
     """Adam on the controller's parameters (Zoph & Le 2017), learning rate ``config.lr``."""
     return torch.optim.Adam(controller.parameters(), lr=config.lr)
@@ -94,28 +147,30 @@ def make_optimizer(controller: Controller, config: ControllerConfig) -> torch.op
 def reinforce_step(
     controller: Controller,
     optimizer: torch.optim.Optimizer,
-    baseline: EMABaseline,
-    batch: Sequence[tuple[Sequence[int], float]],
+    baselines: Baselines,
+    batch: Sequence[tuple[Sequence[int], float, str]],
     config: ControllerConfig,
 ) -> dict[str, float]:
-    """One REINFORCE update from finished children ``(actions, reward)``; rewards come from :func:`reward_of`.
+    """One REINFORCE update from finished children ``(actions, reward, baseline key)``; rewards come from
+    :func:`reward_of`, keys from :func:`baseline_key`.
 
-    Rewards update the baseline one at a time in batch order, each advantage taken against the baseline just
-    before its own reward (the same as ``update_every=1`` would give). Returns diagnostics under
-    ``controller/...`` keys; ``controller/baseline`` is the baseline before this batch.
+    Rewards update their key's baseline one at a time in batch order, each advantage taken against that baseline
+    just before its own reward (the same as ``update_every=1`` would give). Returns diagnostics under
+    ``controller/...`` keys; ``controller/baseline`` is the baseline the first child of the batch was measured
+    against.
     """
     if len(batch) == 0:
         raise ValueError("batch: reinforce_step needs at least one finished child")
     # Rewards.
-    rewards = [float(r) for _, r in batch]
+    rewards = [float(r) for _, r, _ in batch]
     for i, r in enumerate(rewards):
         if not math.isfinite(r):
             raise ValueError(f"batch[{i}]: reward {r!r} is not finite; map broken children to 0.0 with reward_of")
-    # Baseline and advantages.
-    baseline_before = baseline.value if baseline.value is not None else rewards[0]
-    advantages = [baseline.update(r)[1] for r in rewards]
+    # Baselines and advantages, each in its child's fidelity.
+    measured = [baselines.update(r, key) for r, (_, _, key) in zip(rewards, batch)]
+    baseline_before, advantages = measured[0][0], [a for _, a in measured]
     # Loss: mean over children of -(R - b) * log pi(a) - beta * entropy, under the newest weights.
-    log_probs, entropies = controller.evaluate_many([actions for actions, _ in batch])  # (B,), (B,)
+    log_probs, entropies = controller.evaluate_many([actions for actions, _, _ in batch])  # (B,), (B,)
     adv = torch.tensor(advantages, dtype=log_probs.dtype, device=log_probs.device)  # (B,)
     loss = (-adv * log_probs - config.entropy_weight * entropies).mean()
     # Backward, clip, step.

@@ -25,13 +25,15 @@ import numpy as np
 import pandas as pd
 
 from search_spaces import ChildSpec
+from workers.outcome import OUTCOME_COLUMNS
 
 CHILDREN_FILE, CONTROLLER_FILE = "children.jsonl", "controller.jsonl"
 CELLS_CSV, CELLS_PARQUET, CONTROLLER_CSV, PROGRESS_PNG = "cells.csv", "cells.parquet", "controller.csv", "progress.png"
 
-LEAD_COLUMNS = {  # name -> dtype, before the hyperparameter columns
-    "rank": "Int64", "trial_id": "string", "index": "Int64", "status": "string", "val_ppl": "Float64",
-    "reward": "Float64", "params": "Int64", "train_seconds": "Float64", "epochs": "Int64",
+_OUTCOME = list(OUTCOME_COLUMNS.items())
+LEAD_COLUMNS = {  # name -> dtype, before the hyperparameter columns: the child outcome's fields, reward after val_ppl
+    "rank": "Int64", "trial_id": "string", "index": "Int64", **dict(_OUTCOME[:2]), "reward": "Float64",
+    **dict(_OUTCOME[2:]), "reused_from": "Int64",
 }
 TAIL_COLUMNS = {"formula": "string", "spec": "string", "error": "string", "seed": "Int64"}  # after them
 CONTROLLER_METRICS = ("reward", "baseline", "advantage", "entropy", "log_prob", "loss", "grad_norm")
@@ -177,8 +179,9 @@ def children_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def _ranks(df: pd.DataFrame) -> pd.Series:
-    """1, 2, ... by val_ppl over completed children with a value (ties: lower index first); NA for the rest."""
-    ok = (df["status"] == "completed").fillna(False) & df["val_ppl"].notna()
+    """1, 2, ... by val_ppl over completed children with a value (ties: lower index first); NA for the rest,
+    children that reused an earlier child's outcome included (their spec is ranked once, as the earlier child)."""
+    ok = (df["status"] == "completed").fillna(False) & df["val_ppl"].notna() & df["reused_from"].isna()
     order = df.loc[ok].sort_values(["val_ppl", "index"], kind="stable").index
     rank = pd.Series(pd.NA, index=df.index, dtype="Int64")
     rank.loc[order] = range(1, len(order) + 1)
@@ -186,9 +189,9 @@ def _ranks(df: pd.DataFrame) -> pd.Series:
 
 
 def hparam_columns(df: pd.DataFrame) -> list[str]:
-    """The hyperparameter columns of a cells table: those between ``epochs`` and ``formula``."""
+    """The hyperparameter columns of a cells table: those between the lead columns and ``formula``."""
     cols = list(df.columns)
-    return cols[cols.index("epochs") + 1 : cols.index("formula")]
+    return cols[cols.index(list(LEAD_COLUMNS)[-1]) + 1 : cols.index("formula")]
 
 
 def controller_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -313,7 +316,7 @@ def _fmt(value: Any, spec: str) -> str:
 def leaderboard(df: pd.DataFrame, top: int = 5, sort: str = "val_ppl", width: int = 150) -> str:
     """A one-line summary and a fixed-width table of the ``top`` children by ``sort`` (non-completed last)."""
     hps = hparam_columns(df)
-    sortable = ["val_ppl", "reward", "params", "train_seconds", "index", "epochs", *hps]
+    sortable = ["val_ppl", "reward", "params", "train_seconds", "index", "epochs", "fidelity", *hps]
     if sort not in sortable:
         raise ValueError(f"sort: {sort!r} is not a sortable column; choose from {', '.join(sortable)}")
     if top < 1:
@@ -328,8 +331,12 @@ def leaderboard(df: pd.DataFrame, top: int = 5, sort: str = "val_ppl", width: in
         "status": [_fmt(v, "s") for v in rows["status"]], "val_ppl": [_fmt(v, ".2f") for v in rows["val_ppl"]],
         "reward": [_fmt(v, ".4g") for v in rows["reward"]], "params": [_fmt(v, ",d") for v in rows["params"]],
         "train_seconds": [_fmt(v, ".1f") for v in rows["train_seconds"]],
-        **{hp: ["-" if pd.isna(v) else str(v) for v in rows[hp]] for hp in hps},
     }
+    if df["fidelity"].dropna().nunique() > 1:  # early stopping: the training batches each child reached
+        table["fidelity"] = [_fmt(v, "d") for v in rows["fidelity"]]
+    if df["reused_from"].notna().any():  # which earlier child's outcome a child reused (no training)
+        table["reuses"] = [_fmt(v, "d") for v in rows["reused_from"]]
+    table.update({hp: ["-" if pd.isna(v) else str(v) for v in rows[hp]] for hp in hps})
     left = {"status"}
     widths = {k: max(len(k), *(len(v) for v in vals)) if vals else len(k) for k, vals in table.items()}
     room = max(20, min(60, width - sum(widths.values()) - 2 * len(widths)))

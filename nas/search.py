@@ -26,10 +26,12 @@ from ray import tune  # noqa: E402
 from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
 from nas.export import write_export  # noqa: E402
 from nas.results import atomic_write, leaderboard, load_cells, read_records, spec_at_rank, write_tables  # noqa: E402
+from nas.evolution import EvolutionSearcher  # noqa: E402
 from nas.searcher import ControllerSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402
-from workers.trainable import METRIC, train_trial  # noqa: E402
+from workers.outcome import METRIC, ChildOutcome  # noqa: E402
+from workers.trainable import train_trial  # noqa: E402
 
 class SearchError(ValueError):
     """A search cannot start; the message names the problem and the fix."""
@@ -58,27 +60,48 @@ class Progress(tune.Callback):
 
     def setup(self, **info) -> None:
         records = read_records(self.run_dir / "children.jsonl") if self.run_dir else []  # [] when none yet
+        self.read = len(records)
         rows = list({r["trial_id"]: r for r in records}.values())
         self.done = len(rows)  # one per trial: a child recorded just before a crash may be re-run and re-reported
         done = [(r["val_ppl"], r["index"]) for r in rows if r.get("status") == "completed" and r.get("val_ppl")]
         self.best = min(done) if done else None
 
-    def _line(self, trials, trial, status: str, ppl: float | None) -> None:
+    def _line(self, trials, trial, status: str, ppl: float | None, index) -> None:
         self.done += 1
         running = sum(1 for t in trials if t.status == "RUNNING" and t is not trial)
-        index = trial.config.get("index", "?")
         if status == "completed" and ppl is not None and (self.best is None or ppl < self.best[0]):
             self.best = (ppl, index)
-        got = f"val_ppl {ppl:8.2f}" if status == "completed" and ppl is not None else f"{status:>16}"
+        if status.startswith("=") and ppl is not None:  # reused: "val_ppl x.xx = child k"
+            got = f"val_ppl {ppl:8.2f} {status}"
+        else:
+            got = f"val_ppl {ppl:8.2f}" if status == "completed" and ppl is not None else f"{status:>16}"
         best = f"best {self.best[0]:.2f} (child {self.best[1]})" if self.best else "best -"
         self.out(f"[{self.done:>3}/{self.total}] child {index:>3} {got}   running {running}   {best}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        r = trial.last_result or {}
-        self._line(trials, trial, r.get("status", "stopped"), r.get(METRIC))
+        outcome = ChildOutcome.from_result(trial.last_result)
+        label = f"stopped@{outcome.fidelity}" if outcome.status == "stopped" and outcome.fidelity else outcome.status
+        self._line(trials, trial, label, outcome.val_ppl, trial.config.get("index", "?"))
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.reused(trials)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.reused(trials)
+
+    def reused(self, trials) -> None:
+        """A line for each child the searcher recorded by reusing an earlier child's outcome (no trial runs)."""
+        if self.run_dir is None:
+            return
+        for r in read_records(self.run_dir / "children.jsonl")[self.read:]:
+            self.read += 1
+            if r.get("reused_from") is not None:
+                got = ChildOutcome.from_result(r)
+                status = f"= child {r['reused_from']}"
+                self._line(trials, None, status, got.val_ppl if got.status == "completed" else None, r["index"])
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._line(trials, trial, "failed", None)
+        self._line(trials, trial, "failed", None, trial.config.get("index", "?"))
 
 
 def shown(path: Path) -> Path:
@@ -189,15 +212,38 @@ def plan_resources(cfg: SearchConfig, resources: dict[str, float]) -> Plan:
     return Plan(concurrency, cfg.cpus_per_trial, gpt)
 
 
-def _make_searcher(cfg: SearchConfig) -> NasSearcher:
-    space = cfg.space.search_space()
+def _make_searcher(cfg: SearchConfig, rungs: tuple[int, ...]) -> NasSearcher:
+    space, common = cfg.space.search_space(), dict(seed=cfg.seed, max_children=cfg.trials, rungs=rungs)
     if cfg.algo == "random":
-        return RandomSearcher(space, cfg.run_dir, cfg.controller, seed=cfg.seed, max_children=cfg.trials)
-    return ControllerSearcher(space, cfg.run_dir, cfg.controller, seed=cfg.seed, max_children=cfg.trials)
+        return RandomSearcher(space, cfg.run_dir, cfg.controller, **common)
+    if cfg.algo == "evolution":
+        return EvolutionSearcher(space, cfg.run_dir, cfg.controller, evolution=cfg.evolution, **common)
+    return ControllerSearcher(space, cfg.run_dir, cfg.controller, **common)
 
 
-def _trainable(cfg: SearchConfig, corpus: Corpus, plan: Plan):
-    with_data = tune.with_parameters(train_trial, corpus=corpus, settings=cfg.child_settings())
+def max_fidelity(cfg: SearchConfig, corpus: Corpus) -> int:
+    """Training batches of a child's whole budget (the default batch size and BPTT; a searched batch size or BPTT
+    changes a child's own count): epochs x (max_batches, or the BPTT windows of the training split)."""
+    rows = corpus.train.numel() // cfg.train.batch_size
+    windows = len(range(0, max(rows - 1, 0), cfg.train.bptt))
+    per_epoch = windows if cfg.budget.max_batches is None else min(cfg.budget.max_batches, windows)
+    return cfg.budget.epochs * per_epoch
+
+
+def _scheduler(cfg: SearchConfig, top: int):
+    """Ray Tune's ASHA for ``[scheduler] kind = "asha"`` (None when off); ``top`` is the max fidelity."""
+    if cfg.scheduler.kind == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="fidelity", max_t=top + 1, grace_period=cfg.scheduler.grace_period,
+                         reduction_factor=cfg.scheduler.reduction_factor, brackets=1)
+
+
+def _trainable(cfg: SearchConfig, corpus: Corpus, plan: Plan, rungs: tuple[int, ...]):
+    settings = cfg.child_settings()
+    settings = replace(settings, budget=replace(settings.budget, report_at=rungs))
+    with_data = tune.with_parameters(train_trial, corpus=corpus, settings=settings)
     return tune.with_resources(with_data, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
 
 
@@ -209,40 +255,68 @@ def prepare(cfg: SearchConfig, resume: bool = False) -> Corpus:
     return load_corpus(cfg.data.source, cfg.data.level)
 
 
+def _recorded(run_dir: Path) -> int:
+    """Children with a final record (one per trial)."""
+    return len({r["trial_id"] for r in read_records(run_dir / "children.jsonl")})
+
+
+def _write_config(cfg: SearchConfig, plan: Plan) -> None:
+    # config.json records what runs: "auto" resolved, which is also what a resumed Tuner keeps
+    ran = replace(cfg, concurrency=plan.concurrency, gpus_per_trial=plan.gpus_per_trial)
+    atomic_write(cfg.run_dir / CONFIG_FILE, lambda p: p.write_text(json.dumps(ran.to_dict(), indent=2, default=str) + "\n"))
+
+
 def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], None] = print) -> SearchOutcome:
-    """Run (or resume) a search to its trial budget, then write tables, plot and the best cell's export."""
+    """Run (or resume) a search to its trial budget, then write tables, plot and the best cell's export.
+
+    Resuming continues the Tune run in the folder where it stopped; with ``cfg.trials`` above the budget the search
+    was started with, a finished (or resumed-to-finish) search then goes on to the new budget: a new Tune run in the
+    same folder whose searcher continues from the saved state (controller, population, RNG, trained specs).
+    """
     corpus = prepare(cfg, resume)
     run_dir = cfg.run_dir
+    started_budget = load_run_config(cfg.results_dir, cfg.name).trials if resume else cfg.trials
+    if cfg.trials < started_budget:
+        raise SearchError(f"--trials {cfg.trials} is below the {started_budget} children {cfg.name!r} was started "
+                          f"with; give more to extend it, or leave --trials out to finish it")
     _init_ray(cfg)
     plan = plan_resources(cfg, ray.cluster_resources())
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        # config.json records what runs: "auto" resolved, which is also what a resumed Tuner keeps
-        ran = replace(cfg, concurrency=plan.concurrency, gpus_per_trial=plan.gpus_per_trial)
-        atomic_write(run_dir / CONFIG_FILE, lambda p: p.write_text(json.dumps(ran.to_dict(), indent=2, default=str) + "\n"))
+        _write_config(cfg, plan)
+    top = max_fidelity(cfg, corpus)
+    rungs = cfg.scheduler.rungs(top)
     each = f"{plan.cpus_per_trial:g} CPU" + (f", {plan.gpus_per_trial:g} GPU" if plan.gpus_per_trial else "")
+    stopping = (f", early stopping at {'/'.join(map(str, rungs))} of {top} batches" if rungs else "")
     out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
-        f"({each} each), algo {cfg.algo}, data {cfg.data.source} ({corpus.level}, vocab {corpus.vocab_size}), results in {shown(run_dir)}")
+        f"({each} each), algo {cfg.algo}{stopping}, data {cfg.data.source} ({corpus.level}, vocab "
+        f"{corpus.vocab_size}), results in {shown(run_dir)}")
 
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
         callbacks=[Progress(cfg.trials, out, run_dir)],
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
     )
-    trainable = _trainable(cfg, corpus, plan)
+    trainable = _trainable(cfg, corpus, plan, rungs)
     start = time.time()
-    if resume:
-        tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
+    recorded = _recorded(run_dir)
+    if resume and recorded < started_budget:  # the Tune run in the folder stopped before its budget: continue it
+        # errored trials are not re-run: each is recorded (failed) already, and a re-run would only be a duplicate
+        tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False).fit()
+        recorded = _recorded(run_dir)
+    if recorded < cfg.trials and (not resume or recorded >= started_budget):  # a fresh search, or an extension
+        searcher = _make_searcher(cfg, rungs)
+        if resume:
+            searcher.restore_from_dir(str(run_dir))
+            _write_config(cfg, plan)  # the new budget, for later resumes
+        tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=_make_searcher(cfg), num_samples=cfg.trials,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.trials - recorded,
                                         max_concurrent_trials=plan.concurrency, reuse_actors=True,
-                                        metric=METRIC, mode="min", trial_dirname_creator=trial_dirname,
-                                        trial_name_creator=trial_dirname),
+                                        scheduler=_scheduler(cfg, top), metric=METRIC, mode="min",
+                                        trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
             run_config=run_config,
-        )
-    tuner.fit()
+        ).fit()
     elapsed = time.time() - start
 
     write_tables(run_dir)
@@ -259,6 +333,8 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         out(f"best cell exported to {shown(best_export)}; retrain it to convergence (test perplexity) with "
             f"`nas train {shown(run_dir)}`")
     if interrupted:
+        more = f" --trials {cfg.trials}" if cfg.trials > load_run_config(cfg.results_dir, cfg.name).trials else ""
         out(f"stopped before the budget ({finished}/{cfg.trials} children); continue with "
-            f"`nas search --resume {cfg.name}" + (f" --results-dir {cfg.results_dir}`" if cfg.results_dir != "results" else "`"))
+            f"`nas search --resume {cfg.name}{more}"
+            + (f" --results-dir {cfg.results_dir}`" if cfg.results_dir != "results" else "`"))
     return SearchOutcome(run_dir, finished, interrupted, best_export, board, elapsed)

@@ -1,16 +1,23 @@
-"""Ray Tune searchers: the REINFORCE controller and the random-search baseline, as thin adapters.
+"""Ray Tune searchers: the REINFORCE controller and the random-search baseline, as thin adapters (regularized
+evolution is in :mod:`nas.evolution`).
 
-``suggest(trial_id)`` samples a child from the newest policy and remembers (trial id -> index, actions, spec);
-``on_trial_complete`` turns the child's last result into a reward and updates the controller at once (or every
+``suggest(trial_id)`` proposes a child and remembers (trial id -> index, actions); ``on_trial_complete`` turns
+the child's last result into a reward and updates the searcher at once (the controller: or every
 ``update_every`` children): asynchronous, no batch barrier. Every finished child and every controller update is
 appended as a record to ``children.jsonl`` / ``controller.jsonl`` in the run folder; tables are built from those.
 
 Rewards (see ``nas.reinforce.reward_of``): completed children get c/ppl^2 (or c/ppl); diverged, failed and NaN
-children get 0. Children stopped before they finished (a scheduler, Ctrl-C) are recorded but do not update the
-controller: a partial budget is no measurement of the architecture.
+children get 0. A child an early-stopping scheduler stopped at one of ``rungs`` teaches the searcher at that
+fidelity (its advantage is measured against the baseline of children stopped at the same rung); a child stopped
+anywhere else (Ctrl-C) is recorded but teaches nothing: a partial budget is no measurement of the architecture.
 
-``save``/``restore`` cover the controller, its optimizer, the baseline, the sampling RNG, pending updates and the
-trials still in flight, written atomically (temp file + rename).
+No child is trained twice: a proposal whose spec was already trained (or stopped at a rung) in this search
+reuses the recorded outcome as a new child with ``reused_from`` (the earlier child's index) and no training
+time, and the searcher learns from it as from any child; a proposal whose twin is still training is redrawn.
+
+``save``/``restore`` cover the searcher's own state (the controller, its optimizer, the baselines, the sampling
+RNG, pending updates) and the trials still in flight, written atomically (temp file + rename); restore then
+replays ``children.jsonl`` for what finished after the last save.
 """
 
 from __future__ import annotations
@@ -27,12 +34,14 @@ import torch
 from ray.tune.search import Searcher
 
 from nas.controller import Controller, ControllerConfig
-from nas.reinforce import EMABaseline, make_optimizer, reinforce_step, reward_of
+from nas.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
 from nas.results import append_record, read_records
 from search_spaces.space import ChildSpec, SearchSpace
-from workers.trainable import METRIC
+from workers.outcome import METRIC, ChildOutcome
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+REDRAWS = 20
+"""Proposals drawn in a row while each one's twin is still training, before one is trained anyway."""
 
 
 def child_seed(seed: int, index: int) -> int:
@@ -40,38 +49,27 @@ def child_seed(seed: int, index: int) -> int:
     return seed * 1_000_003 + index
 
 
-def _status_of(result: dict[str, Any] | None, error: bool) -> tuple[str, float, str]:
-    """(status, val_ppl, error text) from a trial's last result."""
-    if error or not result:
-        return "failed", math.nan, (result or {}).get("error", "") or "the trial raised an error in Ray (see its error.txt)"
-    status = result.get("status", "stopped")
-    ppl = result.get(METRIC)
-    ppl = float(ppl) if isinstance(ppl, (int, float)) else math.nan
-    if status == "running":  # ended before its final report: stopped by a scheduler or by Ctrl-C
-        status = "stopped"
-    if status == "completed" and not (math.isfinite(ppl) and ppl > 0):
-        return "failed", math.nan, f"reported a non-finite validation perplexity ({ppl})"
-    return status, ppl, str(result.get("error") or "")
-
-
 class NasSearcher(Searcher):
-    """What both searchers share: trial bookkeeping, records, save/restore. Subclasses propose and learn."""
+    """What every searcher shares: trial bookkeeping, records, reuse of trained specs, save/restore. Subclasses
+    propose and learn."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0, max_children: int | None = None) -> None:
+                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = ()) -> None:
         super().__init__(metric=METRIC, mode="min")
         self.space, self.run_dir, self.config, self.seed = space, str(run_dir), config, seed
-        self.max_children = max_children
+        self.max_children, self.rungs = max_children, tuple(rungs)
         self.next_index = 0
         self.live: dict[str, tuple[int, list[int]]] = {}  # trial id -> (index, actions)
         self.finished: set[str] = set()
+        self.trained: dict[str, dict[str, Any]] = {}  # spec JSON -> the record of the child that trained it
 
     # -- subclass hooks --
     def _propose(self) -> list[int]:
         raise NotImplementedError
 
-    def _learn(self, trial_id: str, actions: list[int], reward: float) -> None:
-        """Called for every child with a measured outcome (completed, diverged, failed)."""
+    def _learn(self, trial_id: str, actions: list[int], reward: float, key: str) -> None:
+        """Called for every child with a measured outcome (completed, diverged, failed, stopped at a rung), with
+        its fidelity's baseline key (:func:`nas.reinforce.baseline_key`)."""
 
     def _state(self) -> dict[str, Any]:
         return {}
@@ -81,34 +79,66 @@ class NasSearcher(Searcher):
 
     # -- Searcher API --
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self.max_children is not None and self.next_index >= self.max_children:
-            return Searcher.FINISHED
-        actions = self._propose()
-        index = self.next_index
-        self.next_index += 1
-        self.live[trial_id] = (index, actions)
-        spec = self.space.decode(actions)
-        return {"spec": spec.to_dict(), "index": index, "seed": child_seed(self.seed, index)}
+        in_flight = {self.space.decode(a).to_json() for _, a in self.live.values()}
+        redraws = 0
+        while True:
+            if self.max_children is not None and self.next_index >= self.max_children:
+                return Searcher.FINISHED
+            actions = self._propose()
+            spec = self.space.decode(actions)
+            key = spec.to_json()
+            if key in in_flight and redraws < REDRAWS:
+                redraws += 1
+                continue
+            index = self.next_index
+            self.next_index += 1
+            earlier = self.trained.get(key)
+            if earlier is None:
+                self.live[trial_id] = (index, actions)
+                return {"spec": spec.to_dict(), "index": index, "seed": child_seed(self.seed, index)}
+            self._reuse(index, actions, spec, earlier)
+
+    def _reuse(self, index: int, actions: list[int], spec: ChildSpec, earlier: dict[str, Any]) -> None:
+        """Record child ``index`` with the outcome of the earlier child of the same spec, and learn from it."""
+        fields = ChildOutcome.from_result({**earlier, "status": earlier["status"]}).to_dict()
+        outcome = ChildOutcome(**{**fields, "train_seconds": 0.0})
+        trial_id = f"reused-{index}"
+        self.finished.add(trial_id)
+        self._record(trial_id, index, spec, outcome, {"finished_at": time.time()}, reused_from=earlier["index"])
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self.finished or trial_id not in self.live:
             return  # a duplicate completion, or a trial this searcher never suggested
         index, actions = self.live.pop(trial_id)
         self.finished.add(trial_id)
-        status, ppl, message = _status_of(result, error)
-        reward = math.nan if status == "stopped" else reward_of(ppl, status, self.config)
-        spec = self.space.decode(actions)
-        r = result or {}
-        append_record(Path(self.run_dir) / "children.jsonl", {
-            "trial_id": trial_id, "index": index, "status": status, "val_ppl": ppl, "reward": reward,
-            "params": r.get("params"), "train_seconds": r.get("train_seconds"), "epochs": r.get("epochs", 0),
+        self._record(trial_id, index, self.space.decode(actions), ChildOutcome.from_result(result, error),
+                     result or {})
+
+    def _record(self, trial_id: str, index: int, spec: ChildSpec, outcome: ChildOutcome, result: dict[str, Any],
+                reused_from: int | None = None) -> None:
+        """Append the child's record, remember its spec as trained, learn from it."""
+        learns = self._learns(outcome.status, outcome.fidelity)
+        reward = reward_of(outcome.val_ppl, "completed" if outcome.status == "stopped" else outcome.status,
+                           self.config) if learns else math.nan
+        record = {
+            "trial_id": trial_id, "index": index, **outcome.to_dict(), "reward": reward, "reused_from": reused_from,
             "seed": child_seed(self.seed, index), "formula": "; ".join(spec.cell.formula().splitlines()),
-            "spec": spec.to_dict(), "error": message, "started_at": r.get("started_at"),
-            "finished_at": r.get("finished_at", time.time()), "node_ip": r.get("node_ip"),
-            "node_id": r.get("node_id"), "gpus": r.get("gpus"),
-        })
-        if status != "stopped":
-            self._learn(trial_id, actions, reward)
+            "spec": spec.to_dict(), "started_at": result.get("started_at"),
+            "finished_at": result.get("finished_at", time.time()), "node_ip": result.get("node_ip"),
+            "node_id": result.get("node_id"), "gpus": result.get("gpus"),
+        }
+        append_record(Path(self.run_dir) / "children.jsonl", record)
+        self._remember(record)
+        if learns:
+            self._learn(trial_id, self.space.encode(spec), reward, baseline_key(outcome.status, outcome.fidelity))
+
+    def _learns(self, status: str, fidelity: int) -> bool:
+        """Whether a child's outcome measures its architecture: any but one stopped off a rung (Ctrl-C)."""
+        return status != "stopped" or fidelity in self.rungs
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        if record.get("reused_from") is None and self._learns(record["status"], int(record.get("fidelity") or 0)):
+            self.trained.setdefault(ChildSpec.from_dict(record["spec"]).to_json(), record)
 
     def save(self, checkpoint_path: str) -> None:
         state = {"version": STATE_VERSION, "kind": type(self).__name__, "next_index": self.next_index,
@@ -136,9 +166,11 @@ class NasSearcher(Searcher):
         ``children.jsonl`` is written (and fsynced) the moment a child finishes, so it is the source of truth:
         each record this state has not learned from yet is marked finished and learned from, in file order,
         exactly as it was before the crash. Tune may still re-run such a trial; its completion is then a
-        duplicate and ignored.
+        duplicate and ignored. Every record also marks its spec as trained.
         """
+        self.trained = {}
         for r in read_records(Path(self.run_dir) / "children.jsonl"):
+            self._remember(r)
             trial_id = r.get("trial_id")
             if trial_id in self.finished:
                 continue
@@ -148,48 +180,68 @@ class NasSearcher(Searcher):
                 index, actions = int(r["index"]), self.space.encode(ChildSpec.from_dict(r["spec"]))
             self.finished.add(trial_id)
             self.next_index = max(self.next_index, index + 1)
-            if r.get("status") != "stopped":
-                self._learn(trial_id, actions, float(r["reward"] or 0.0))
+            if self._learns(r.get("status"), int(r.get("fidelity") or 0)):
+                key = baseline_key(r["status"], int(r.get("fidelity") or 0))
+                self._learn(trial_id, actions, float(r["reward"] or 0.0), key)
 
 
 class ControllerSearcher(NasSearcher):
-    """Zoph & Le: an LSTM controller trained with REINFORCE and an EMA baseline, updated asynchronously."""
+    """Zoph & Le: an LSTM controller trained with REINFORCE and a moving-average baseline (one per fidelity),
+    updated asynchronously. Each update's diagnostics also go to TensorBoard (``<run>/controller/``, next to Tune's
+    trial logs: ``tensorboard --logdir results/<name>``)."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0, max_children: int | None = None) -> None:
-        super().__init__(space, run_dir, config, seed, max_children)
+                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = ()) -> None:
+        super().__init__(space, run_dir, config, seed, max_children, rungs)
         torch.manual_seed(seed)  # controller init
         self.controller = Controller(space.decisions, config)
         self.optimizer = make_optimizer(self.controller, config)
-        self.baseline = EMABaseline(decay=config.baseline_decay)
+        self.baselines = Baselines(config.baseline_decay, config.normalize_advantage)
         self.generator = torch.Generator().manual_seed(seed)
-        self.pending: list[tuple[str, list[int], float]] = []  # finished children not yet learned from
+        self.pending: list[tuple[str, list[int], float, str]] = []  # finished children not yet learned from
         self.step = 0
+        self._writer = None
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles the searcher: the open event file stays behind
+        return {**self.__dict__, "_writer": None}
 
     def _propose(self) -> list[int]:
         with torch.no_grad():
             return list(self.controller.sample(self.generator).actions)
 
-    def _learn(self, trial_id: str, actions: list[int], reward: float) -> None:
-        self.pending.append((trial_id, actions, reward))
+    def _learn(self, trial_id: str, actions: list[int], reward: float, key: str) -> None:
+        self.pending.append((trial_id, actions, reward, key))
         if len(self.pending) < self.config.update_every:
             return
         batch, self.pending = self.pending, []
-        diagnostics = reinforce_step(self.controller, self.optimizer, self.baseline,
-                                     [(a, r) for _, a, r in batch], self.config)
+        diagnostics = reinforce_step(self.controller, self.optimizer, self.baselines,
+                                     [(a, r, k) for _, a, r, k in batch], self.config)
         self.step += 1
         append_record(Path(self.run_dir) / "controller.jsonl",
-                      {"step": self.step, "trial_ids": [t for t, _, _ in batch], **diagnostics})
+                      {"step": self.step, "trial_ids": [t for t, _, _, _ in batch], **diagnostics})
+        self._tensorboard(diagnostics)
+
+    def _tensorboard(self, diagnostics: dict[str, float]) -> None:
+        try:
+            if self._writer is None:
+                from tensorboardX import SummaryWriter
+
+                self._writer = SummaryWriter(str(Path(self.run_dir) / "controller"))
+            for name, value in diagnostics.items():
+                self._writer.add_scalar(name, value, self.step)
+            self._writer.flush()
+        except ImportError:  # tensorboardX comes with ray[tune]; without it, controller.jsonl still has everything
+            pass
 
     def _state(self) -> dict[str, Any]:
         return {"controller": self.controller.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "baseline": self.baseline.value, "generator": self.generator.get_state(),
+                "baselines": self.baselines.state_dict(), "generator": self.generator.get_state(),
                 "pending": self.pending, "step": self.step}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.controller.load_state_dict(state["controller"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.baseline.value = state["baseline"]
+        self.baselines.load_state_dict(state["baselines"])
         self.generator.set_state(state["generator"])
         self.pending, self.step = state["pending"], state["step"]
 
@@ -198,8 +250,8 @@ class RandomSearcher(NasSearcher):
     """Uniform random search over the same space: the baseline every NAS result should beat."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0, max_children: int | None = None) -> None:
-        super().__init__(space, run_dir, config, seed, max_children)
+                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = ()) -> None:
+        super().__init__(space, run_dir, config, seed, max_children, rungs)
         self.rng = random.Random(seed)
 
     def _propose(self) -> list[int]:

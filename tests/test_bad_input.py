@@ -45,7 +45,15 @@ def search_with(ws, capsys, toml, *needles, extra=()):
     ("concurrency = -1\n", ["concurrency"]),
     ("cpus_per_trial = 0\n", ["cpus_per_trial", "positive"]),
     ("gpus_per_trial = 1.5\n", ["gpus_per_trial", "fraction"]),
-    ("algo = 'evolution'\n", ["algo", "reinforce, random"]),
+    ("algo = 'bayes'\n", ["algo", "reinforce, random, evolution"]),
+    ("[scheduler]\nkind = 'hyperband'\n", ["scheduler.kind", "none, asha"]),
+    ("[scheduler]\nkind = 'asha'\ngrace_period = 0\n", ["scheduler.grace_period", ">= 1"]),
+    ("[scheduler]\nreduction_factor = 1\n", ["scheduler.reduction_factor", ">= 2"]),
+    ("[scheduler]\nrungs = [10]\n", ["scheduler.rungs", "unknown setting", "grace_period"]),
+    ("[evolution]\npopulation = 4\nsample_size = 5\n", ["evolution.sample_size", "population (4)"]),
+    ("[evolution]\npopulation = 0\n", ["evolution.population", ">= 1"]),
+    ("[budget]\nreport_at = [10]\n", ["budget.report_at", "unknown setting"]),
+    ("[controller]\nnormalize_advantage = 'yes'\n", ["normalize_advantage", "bool"]),
     ("name = 'a/b'\n", ["name", "plain folder name"]),
     ("[space]\nbase = 3\n", ["base", "power of two"]),
     ("[space.layers]\nhidden_size = []\n", ["hidden_size", "empty"]),
@@ -74,9 +82,9 @@ def test_missing_config_file(ws, capsys):
 
 def test_bad_flags(ws, capsys):
     fails(capsys, ["search", "--trials", "many"], "--trials", "invalid int")
-    fails(capsys, ["search", "--algo", "evolution"], "--algo", "reinforce")
+    fails(capsys, ["search", "--algo", "bayes"], "--algo", "evolution")
     fails(capsys, ["search", "--gpus-per-trial", "-1"], "gpus_per_trial")
-    fails(capsys, ["search", "--resume", "x", "--trials", "5"], "--resume", "drop --trials")
+    fails(capsys, ["search", "--resume", "x", "--seed", "5"], "--resume", "drop --seed")
     fails(capsys, ["bogus"], "invalid choice")
     assert not (ws / "results").exists()
 
@@ -101,6 +109,19 @@ def test_experiment_names(ws, capsys):
     run.mkdir(parents=True)
     before = sorted(os.listdir(run))
     fails(capsys, ["search", "--name", "taken", "--dataset", str(ws / "corpus")], "already exists", "--resume taken")
+    assert sorted(os.listdir(run)) == before
+
+
+def test_a_resume_cannot_shrink_the_budget(ws, capsys):
+    from nas.config import config_from_dict
+
+    run = ws / "results" / "small"
+    run.mkdir(parents=True)
+    cfg = config_from_dict({"name": "small", "trials": 8, "data": {"dataset": str(ws / "corpus")}})
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    before = sorted(os.listdir(run))
+    fails(capsys, ["search", "--resume", "small", "--trials", "4"], "--trials 4", "below the 8 children",
+          "leave --trials out")
     assert sorted(os.listdir(run)) == before
 
 

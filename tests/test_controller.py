@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nas.controller import Controller, ControllerConfig, Sample
-from nas.reinforce import EMABaseline, make_optimizer, reinforce_step, reward_of
+from nas.reinforce import FINAL, Baselines, EMABaseline, baseline_key, make_optimizer, reinforce_step, reward_of
 from search_spaces.cell import CellSpace, Decision
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
@@ -178,10 +178,11 @@ def test_reinforce_step_diagnostics_and_direction():
     c = make_controller(temperature=None, tanh_constant=None, lr=1e-2)
     cfg = c.config
     opt = make_optimizer(c, cfg)
-    baseline = EMABaseline(cfg.baseline_decay, value=0.5)
+    baselines = Baselines(cfg.baseline_decay, means={FINAL: EMABaseline(cfg.baseline_decay, value=0.5)})
+    baseline = baselines.means[FINAL]
     actions = c.sample(torch.Generator().manual_seed(0)).actions
     before = c.evaluate(actions)[0].item()
-    stats = reinforce_step(c, opt, baseline, [(actions, 1.0)], cfg)
+    stats = reinforce_step(c, opt, baselines, [(actions, 1.0, FINAL)], cfg)
     assert set(stats) == {
         "controller/reward", "controller/baseline", "controller/advantage", "controller/entropy",
         "controller/log_prob", "controller/loss", "controller/grad_norm",
@@ -194,11 +195,41 @@ def test_reinforce_step_diagnostics_and_direction():
     assert baseline.value == pytest.approx(0.95 * 0.5 + 0.05 * 1.0)
     assert c.evaluate(actions)[0].item() > before  # a positive advantage makes the child more likely
     with pytest.raises(ValueError, match="batch"):
-        reinforce_step(c, opt, baseline, [], cfg)
+        reinforce_step(c, opt, baselines, [], cfg)
     value = baseline.value
     with pytest.raises(ValueError, match=r"batch\[1\]: reward nan"):
-        reinforce_step(c, opt, baseline, [(actions, 1.0), (actions, math.nan)], cfg)
+        reinforce_step(c, opt, baselines, [(actions, 1.0, FINAL), (actions, math.nan, FINAL)], cfg)
     assert baseline.value == value  # nothing moved
+
+
+def test_each_fidelity_has_its_own_baseline():
+    """Children stopped at a rung are measured against the children stopped at that rung only (hand-computed)."""
+    b = Baselines(decay=0.5)
+    assert baseline_key("stopped", 25) == "25" and baseline_key("completed", 200) == FINAL
+    assert baseline_key("diverged", 7) == FINAL and baseline_key("failed", 0) == FINAL
+    assert b.update(1.0, FINAL) == (1.0, 0.0)  # the first reward of a key sets its baseline: advantage 0
+    assert b.update(0.2, "25") == (0.2, 0.0)  # a rung's first reward does not meet the final baseline
+    assert b.update(0.4, "25") == (0.2, pytest.approx(0.2))  # against the rung's 0.2, not the final 1.0
+    assert b.means["25"].value == pytest.approx(0.3)  # 0.5 * 0.2 + 0.5 * 0.4
+    assert b.update(0.6, FINAL) == (1.0, pytest.approx(-0.4))
+    assert b.means[FINAL].value == pytest.approx(0.8)
+    restored = Baselines(decay=0.1)
+    restored.load_state_dict(b.state_dict())
+    assert restored.update(0.5, "25") == b.update(0.5, "25")
+
+
+def test_normalized_advantages_do_not_depend_on_the_reward_scale():
+    """Rewards a thousand times smaller (word level against character level) give the same advantages."""
+    rewards = [0.5, 0.7, 0.2, 0.9, 0.4, 0.6]
+    big, small = Baselines(0.9, normalize=True), Baselines(0.9, normalize=True)
+    got_big = [big.update(r)[1] for r in rewards]
+    got_small = [small.update(r / 1000)[1] for r in rewards]
+    assert got_big == pytest.approx(got_small)
+    assert got_big[0] == 0.0 and got_big[1] == 1.0  # the first deviation sets the scale
+    # the third: deviation 0.2 - 0.52 against the scale of the second's, sqrt(0.2^2)
+    assert got_big[2] == pytest.approx((0.2 - (0.9 * 0.5 + 0.1 * 0.7)) / 0.2)
+    raw = Baselines(0.9)
+    assert [raw.update(r / 1000)[1] for r in rewards][1] == pytest.approx(0.2 / 1000)
 
 
 def toy_problem(cfg, target_seed):
@@ -213,7 +244,7 @@ def toy_problem(cfg, target_seed):
 
     torch.manual_seed(0)
     c = Controller(space.decisions, cfg)
-    return space, match, c, make_optimizer(c, cfg), EMABaseline(cfg.baseline_decay), torch.Generator().manual_seed(0)
+    return space, match, c, make_optimizer(c, cfg), Baselines(cfg.baseline_decay), torch.Generator().manual_seed(0)
 
 
 def test_reinforce_learns_a_target_architecture():
@@ -227,7 +258,7 @@ def test_reinforce_learns_a_target_architecture():
     for _ in range(300):
         with torch.no_grad():
             children = c.sample_many(g, 16)
-        stats = reinforce_step(c, opt, baseline, [(s.actions, match(s.actions)) for s in children], cfg)
+        stats = reinforce_step(c, opt, baseline, [(s.actions, match(s.actions), FINAL) for s in children], cfg)
     assert start < 0.6
     assert match(c.greedy()) >= 0.9
 
@@ -241,7 +272,7 @@ def test_per_decision_heads_learn_from_one_child_per_update():
     for _ in range(300):
         with torch.no_grad():
             s = c.sample(g)
-        reinforce_step(c, opt, baseline, [(s.actions, match(s.actions))], cfg)
+        reinforce_step(c, opt, baseline, [(s.actions, match(s.actions), FINAL)], cfg)
     assert start < 0.6
     assert match(c.greedy()) >= 0.9
 

@@ -9,7 +9,7 @@ import torch
 
 from nas.controller import ControllerConfig
 from nas.results import read_records
-from nas.searcher import ControllerSearcher, RandomSearcher, child_seed
+from nas.searcher import ControllerSearcher, NasSearcher, RandomSearcher, child_seed
 from search_spaces import CellSpace, LayerSpace, SearchSpace
 
 SPACE = SearchSpace(CellSpace(4), LayerSpace.of({"num_layers": [1, 2], "hidden_size": [16, 32]}))
@@ -103,7 +103,7 @@ def test_save_fresh_restore_continue_with_a_pending_trial(tmp_path, searcher_cls
         assert a.step == b.step == 3
         for x, y in zip(a.controller.parameters(), b.controller.parameters()):
             assert torch.equal(x, y)
-        assert a.baseline.value == b.baseline.value
+        assert a.baselines.state_dict() == b.baselines.state_dict()
         assert a.optimizer.state_dict()["state"].keys() == b.optimizer.state_dict()["state"].keys()
 
 
@@ -133,5 +133,67 @@ def test_restore_replays_children_that_finished_after_the_save(tmp_path):
         assert torch.allclose(x, y)  # the same updates, replayed in the same order
     b.on_trial_complete("t1", done(50.0))  # Tune re-running a child it thought pending: a duplicate
     assert b.step == 3
-    assert b.suggest("t4")["index"] == 4 and b.suggest("t5")["index"] == 5
-    assert b.suggest("t6") == "FINISHED"  # the trial budget is the searcher's too
+    # the sampling RNG is the saved one, so the first proposal is t3's spec again: trained already, it is recorded
+    # as child 4 reusing child 3's outcome (no second training), and the next proposal is child 5
+    assert b.suggest("t4")["index"] == 5
+    reused = read_records(tmp_path / "children.jsonl")[-1]
+    assert reused["index"] == 4 and reused["reused_from"] == 3 and reused["train_seconds"] == 0.0
+    assert b.step == 4  # the controller learned from the reused child too
+    assert b.suggest("t6") == "FINISHED"  # the trial budget (6 children, reused ones included) is the searcher's
+
+
+class Scripted(NasSearcher):
+    """Proposes the given action lists in order; records what it learns."""
+
+    def __init__(self, *args, proposals, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.proposals, self.learned = list(proposals), []
+
+    def _propose(self):
+        return self.proposals.pop(0)
+
+    def _learn(self, trial_id, actions, reward, key):
+        self.learned.append((trial_id, reward, key))
+
+
+def test_a_spec_trained_before_is_reused_not_trained_again(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    a, b, c, d, e, f = ([rng.randrange(x.size) for x in SPACE.decisions] for _ in range(6))
+    s = Scripted(SPACE, tmp_path, rungs=(5,), proposals=[a, b, a, c, b, d, b, e, e, f])
+    assert s.suggest("t0")["index"] == 0 and s.suggest("t1")["index"] == 1  # a, b train
+    s.on_trial_complete("t0", done(40.0))
+    assert s.suggest("t2")["index"] == 3  # a again: recorded as child 2 from child 0's outcome; c trains as 3
+    rows = read_records(tmp_path / "children.jsonl")
+    reused = rows[-1]
+    assert reused["index"] == 2 and reused["reused_from"] == 0 and reused["trial_id"] == "reused-2"
+    assert reused["val_ppl"] == 40.0 and reused["reward"] == rows[0]["reward"] and reused["train_seconds"] == 0.0
+    assert reused["spec"] == rows[0]["spec"] and s.learned[-1] == ("reused-2", rows[0]["reward"], "final")
+    # b is still training: drawn again, it is not trained twice at once: the next proposal (d) trains instead
+    assert s.suggest("t3")["index"] == 4 and s.live["t3"][1] == d
+    s.on_trial_complete("t1", {"status": "diverged", "val_ppl": float("nan"), "error": "nan"})
+    assert s.suggest("t4")["index"] == 6  # b is trained now (diverged): child 5 reuses it, e trains as 6
+    assert read_records(tmp_path / "children.jsonl")[-1]["status"] == "diverged"
+    # a child stopped by Ctrl-C (fidelity off the rungs) measured nothing: its spec trains again
+    s.on_trial_complete("t4", {"status": "running", "val_ppl": 70.0, "fidelity": 3})
+    assert s.suggest("t5")["index"] == 7 and s.live["t5"][1] == e
+    # a child stopped at a rung is reused with its fidelity
+    s.on_trial_complete("t5", {"status": "running", "val_ppl": 70.0, "fidelity": 5})
+    assert s.suggest("t6")["index"] == 8
+    assert [(r["index"], r["reused_from"]) for r in read_records(tmp_path / "children.jsonl") if r["reused_from"]
+            is not None] == [(2, 0), (5, 1)]
+
+
+def test_reused_children_are_rebuilt_from_the_records_on_restore(tmp_path):
+    import random
+
+    rng = random.Random(1)
+    a, b = ([rng.randrange(x.size) for x in SPACE.decisions] for _ in range(2))
+    s = Scripted(SPACE, tmp_path, proposals=[a])
+    s.suggest("t0")
+    s.on_trial_complete("t0", done(40.0))
+    s.save(str(tmp_path / "state.pkl"))
+    fresh = Scripted(SPACE, tmp_path, proposals=[a, b])
+    fresh.restore(str(tmp_path / "state.pkl"))
+    assert fresh.suggest("t1")["index"] == 2  # a is known from children.jsonl: reused as child 1, b trains as 2
