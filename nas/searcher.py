@@ -222,16 +222,21 @@ class ControllerSearcher(NasSearcher):
         self._tensorboard(diagnostics)
 
     def _tensorboard(self, diagnostics: dict[str, float]) -> None:
+        """One TensorBoard event per update, written synchronously (tensorboardX's SummaryWriter queues events in a
+        thread, which a killed driver would lose)."""
         try:
-            if self._writer is None:
-                from tensorboardX import SummaryWriter
-
-                self._writer = SummaryWriter(str(Path(self.run_dir) / "controller"))
-            for name, value in diagnostics.items():
-                self._writer.add_scalar(name, value, self.step)
-            self._writer.flush()
+            from tensorboardX.event_file_writer import EventsWriter
+            from tensorboardX.proto import event_pb2, summary_pb2
         except ImportError:  # tensorboardX comes with ray[tune]; without it, controller.jsonl still has everything
-            pass
+            return
+        if self._writer is None:
+            folder = Path(self.run_dir) / "controller"
+            folder.mkdir(parents=True, exist_ok=True)
+            self._writer = EventsWriter(str(folder / "events"))
+        values = [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in diagnostics.items()]
+        self._writer.write_event(event_pb2.Event(wall_time=time.time(), step=self.step,
+                                                 summary=summary_pb2.Summary(value=values)))
+        self._writer.flush()
 
     def _state(self) -> dict[str, Any]:
         return {"controller": self.controller.state_dict(), "optimizer": self.optimizer.state_dict(),

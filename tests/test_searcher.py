@@ -197,3 +197,22 @@ def test_reused_children_are_rebuilt_from_the_records_on_restore(tmp_path):
     fresh = Scripted(SPACE, tmp_path, proposals=[a, b])
     fresh.restore(str(tmp_path / "state.pkl"))
     assert fresh.suggest("t1")["index"] == 2  # a is known from children.jsonl: reused as child 1, b trains as 2
+
+
+def test_controller_diagnostics_go_to_tensorboard_next_to_the_records(tmp_path):
+    from tensorboardX.event_file_writer import EventFileWriter  # noqa: F401 - comes with ray[tune]
+    from tensorboard_reader import read_scalars
+
+    s = ControllerSearcher(SPACE, tmp_path, seed=0)
+    for i in range(3):
+        s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", done(40.0 + i))
+    events = list((tmp_path / "controller").glob("events.out.tfevents*"))
+    assert len(events) == 1
+    scalars = read_scalars(events[0])
+    assert [step for step, _ in scalars["controller/entropy"]] == [1, 2, 3]
+    records = read_records(tmp_path / "controller.jsonl")
+    assert [v for _, v in scalars["controller/reward"]] == pytest.approx([r["controller/reward"] for r in records])
+    import pickle
+
+    pickle.loads(pickle.dumps(s))  # Tune pickles the searcher: the open event file does not travel
