@@ -255,6 +255,15 @@ def prepare(cfg: SearchConfig, resume: bool = False) -> Corpus:
     return load_corpus(cfg.data.source, cfg.data.level)
 
 
+def _trained(cells) -> str:
+    """How the children were spent, e.g. "20 trained, 10 stopped early, 2 reused an earlier child's outcome"."""
+    reused = cells["reused_from"].notna()
+    stopped = (cells["status"] == "stopped").fillna(False) & ~reused
+    whole = len(cells) - int(reused.sum()) - int(stopped.sum())
+    parts = [f"{whole} trained"] + ([f"{int(stopped.sum())} stopped early"] if stopped.any() else [])
+    return ", ".join(parts + ([f"{int(reused.sum())} reused an earlier child's outcome"] if reused.any() else []))
+
+
 def _recorded(run_dir: Path) -> int:
     """Children with a final record (one per trial)."""
     return len({r["trial_id"] for r in read_records(run_dir / "children.jsonl")})
@@ -328,7 +337,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         best_export, _ = write_export(spec_at_rank(run_dir, 1), run_dir / "best_cell.py")
     board = leaderboard(cells, top=5)
     out(f"\n{board}\n")
-    out(f"{finished} children in {elapsed:.0f} s; tables and plot in {shown(run_dir)}")
+    out(f"{finished} children in {elapsed:.0f} s ({_trained(cells)}); tables and plot in {shown(run_dir)}")
     if best_export:
         out(f"best cell exported to {shown(best_export)}; retrain it to convergence (test perplexity) with "
             f"`nas train {shown(run_dir)}`")

@@ -212,3 +212,21 @@ def test_train_retrains_a_child_of_the_search_with_its_settings(search, tmp_path
     x = torch.randn(5, 3, model_cfg.embedding_dim)
     torch.testing.assert_close(exported(x)[0], model.rnn.eval()(x)[0])
 
+
+
+def test_progress_prints_a_line_for_each_reused_child(tmp_path):
+    """Reused children run no trial, so the progress callback reads them from children.jsonl when a trial starts
+    (a searcher records them while it suggests) and at the end."""
+    from nas.results import append_record
+    from nas.search import Progress
+
+    lines = []
+    progress = Progress(4, lines.append, tmp_path)
+    append_record(tmp_path / "children.jsonl", {"trial_id": "t0", "index": 0, "status": "completed", "val_ppl": 12.5})
+    progress.setup()
+    assert progress.done == 1 and progress.best == (12.5, 0)
+    append_record(tmp_path / "children.jsonl", {"trial_id": "reused-1", "index": 1, "status": "completed",
+                                                 "val_ppl": 12.5, "reused_from": 0})
+    progress.on_trial_start(0, [], None)
+    progress.on_experiment_end([])  # nothing new: no second line
+    assert lines == ["[  2/4] child   1 val_ppl    12.50 = child 0   running 0   best 12.50 (child 0)"]
