@@ -1,5 +1,5 @@
 """Regularized evolution (Real et al. 2019, "Regularized Evolution for Image Classifier Architecture Search"),
-asynchronous, as a Ray Tune searcher over the same space as the controller.
+asynchronous, over the same decisions as the controller (``nas.searcher.EvolutionSearcher`` adapts it to Ray Tune).
 
 - The first ``population`` children are drawn uniformly at random.
 - Then every new child (whenever a slot frees up: no generations, no barrier) is a mutation of a tournament
@@ -12,22 +12,17 @@ asynchronous, as a Ray Tune searcher over the same space as the controller.
   child); a child an early-stopping scheduler stopped at a rung competes with its perplexity at that rung, which
   is higher than it would have reached, so such children rank low, as the scheduler judged.
 
-The population, the tournament RNG and the proposals in flight are saved and restored like the other searchers'
-state; a restored search continues exactly.
+The population and the tournament RNG are saved and restored with the searcher's state; a restored search
+continues exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Mapping
-
-from nas.controller import ControllerConfig
-from nas.searcher import NasSearcher
-from search_spaces.space import SearchSpace
+from typing import Any, Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -64,45 +59,44 @@ class EvolutionConfig:
         return dataclasses.asdict(self)
 
 
-class EvolutionSearcher(NasSearcher):
-    """Regularized evolution (see the module docstring)."""
+class Population:
+    """The population of regularized evolution and its proposals (no Ray: the searcher in :mod:`nas.searcher`
+    adapts it to Ray Tune)."""
 
-    def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
-                 evolution: EvolutionConfig = EvolutionConfig()) -> None:
-        super().__init__(space, run_dir, config, seed, max_children, rungs)
-        self.evolution = evolution
-        self.rng = random.Random(seed)
-        self.population: deque[tuple[list[int], float]] = deque()  # (actions, fitness), oldest first
+    def __init__(self, sizes: Sequence[int], config: EvolutionConfig, rng: random.Random) -> None:
+        self.sizes, self.config, self.rng = tuple(sizes), config, rng
+        self.members: deque[tuple[list[int], float]] = deque()  # (actions, fitness), oldest first
         self.seen = 0  # children that have joined the population so far
 
-    def _propose(self) -> list[int]:
-        if self.seen < self.evolution.population or not self.population:
-            return [self.rng.randrange(d.size) for d in self.space.decisions]
-        k = min(self.evolution.sample_size, len(self.population))
-        parent = max(self.rng.sample(list(self.population), k), key=lambda member: member[1])[0]
+    def propose(self) -> list[int]:
+        """A random child while the population fills up, then a mutation of a tournament winner."""
+        if self.seen < self.config.population or not self.members:
+            return [self.rng.randrange(n) for n in self.sizes]
+        k = min(self.config.sample_size, len(self.members))
+        parent = max(self.rng.sample(list(self.members), k), key=lambda member: member[1])[0]
         return self.mutate(parent)
 
-    def mutate(self, actions: list[int]) -> list[int]:
+    def mutate(self, actions: Sequence[int]) -> list[int]:
         """``actions`` with one decision (one with more than one choice) changed to another of its values."""
         child = list(actions)
-        choices = [i for i, d in enumerate(self.space.decisions) if d.size > 1]
+        choices = [i for i, n in enumerate(self.sizes) if n > 1]
         if not choices:
             return child
         i = self.rng.choice(choices)
-        child[i] = self.rng.choice([v for v in range(self.space.decisions[i].size) if v != child[i]])
+        child[i] = self.rng.choice([v for v in range(self.sizes[i]) if v != child[i]])
         return child
 
-    def _learn(self, trial_id: str, actions: list[int], reward: float, key: str) -> None:
-        self.population.append((list(actions), float(reward)))
+    def add(self, actions: Sequence[int], fitness: float) -> None:
+        """A finished child joins; the oldest member leaves once there are more than ``population``."""
+        self.members.append((list(actions), float(fitness)))
         self.seen += 1
-        while len(self.population) > self.evolution.population:
-            self.population.popleft()  # aging: the oldest leaves, however fit
+        while len(self.members) > self.config.population:
+            self.members.popleft()  # aging: the oldest leaves, however fit
 
-    def _state(self) -> dict[str, Any]:
-        return {"rng": self.rng.getstate(), "population": list(self.population), "seen": self.seen}
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.getstate(), "members": list(self.members), "seen": self.seen}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.rng.setstate(state["rng"])
-        self.population = deque((list(a), float(f)) for a, f in state["population"])
+        self.members = deque((list(a), float(f)) for a, f in state["members"])
         self.seen = state["seen"]

@@ -26,8 +26,7 @@ from ray import tune  # noqa: E402
 from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
 from nas.export import write_export  # noqa: E402
 from nas.results import atomic_write, leaderboard, load_cells, read_records, spec_at_rank, write_tables  # noqa: E402
-from nas.evolution import EvolutionSearcher  # noqa: E402
-from nas.searcher import ControllerSearcher, NasSearcher, RandomSearcher  # noqa: E402
+from nas.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402
 from workers.outcome import METRIC, ChildOutcome  # noqa: E402

@@ -1,5 +1,5 @@
-"""Ray Tune searchers: the REINFORCE controller and the random-search baseline, as thin adapters (regularized
-evolution is in :mod:`nas.evolution`).
+"""Ray Tune searchers, as thin adapters: the REINFORCE controller, the random-search baseline and regularized
+evolution (:mod:`nas.evolution`).
 
 ``suggest(trial_id)`` proposes a child and remembers (trial id -> index, actions); ``on_trial_complete`` turns
 the child's last result into a reward and updates the searcher at once (the controller: or every
@@ -34,6 +34,7 @@ import torch
 from ray.tune.search import Searcher
 
 from nas.controller import Controller, ControllerConfig
+from nas.evolution import EvolutionConfig, Population
 from nas.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
 from nas.results import append_record, read_records
 from search_spaces.space import ChildSpec, SearchSpace
@@ -267,3 +268,26 @@ class RandomSearcher(NasSearcher):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.rng.setstate(state["rng"])
+
+
+class EvolutionSearcher(NasSearcher):
+    """Regularized evolution (Real et al. 2019; :class:`nas.evolution.Population`): a random start, then each child
+    a one-decision mutation of a tournament winner, the oldest member aging out. A child's fitness is its reward."""
+
+    def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
+                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
+                 evolution: EvolutionConfig = EvolutionConfig()) -> None:
+        super().__init__(space, run_dir, config, seed, max_children, rungs)
+        self.population = Population([d.size for d in space.decisions], evolution, random.Random(seed))
+
+    def _propose(self) -> list[int]:
+        return self.population.propose()
+
+    def _learn(self, trial_id: str, actions: list[int], reward: float, key: str) -> None:
+        self.population.add(actions, reward)
+
+    def _state(self) -> dict[str, Any]:
+        return {"population": self.population.state_dict()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.population.load_state_dict(state["population"])

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from nas.evolution import EvolutionConfig, EvolutionSearcher
+from nas.evolution import EvolutionConfig
+from nas.searcher import EvolutionSearcher
 from nas.results import read_records
 from search_spaces import CellSpace, ChildSpec, LayerSpace, SearchSpace
 
@@ -39,10 +40,10 @@ def test_aging_removes_the_oldest_whatever_its_fitness(tmp_path):
     for i, ppl in enumerate([10.0, 90.0, 80.0, 70.0]):
         s.suggest(f"t{i}")
         s.on_trial_complete(f"t{i}", done(ppl))
-    fitness = [f for _, f in s.population]
+    fitness = [f for _, f in s.population.members]
     assert len(fitness) == 3 and fitness == pytest.approx([80 / 90**2, 80 / 80**2, 80 / 70**2])  # child 0 aged out
     s.on_trial_complete("t3", done(5.0))  # a duplicate completion changes nothing
-    assert len(s.population) == 3 and s.seen == 4
+    assert len(s.population.members) == 3 and s.population.seen == 4
 
 
 def test_broken_and_stopped_children_join_the_population_with_their_fitness(tmp_path):
@@ -53,7 +54,7 @@ def test_broken_and_stopped_children_join_the_population_with_their_fitness(tmp_
     s.on_trial_complete("t1", {"status": "diverged", "val_ppl": float("nan"), "error": "loss became nan"})
     s.on_trial_complete("t2", {"status": "running", "val_ppl": 60.0, "fidelity": 5})  # stopped at the rung 5
     s.on_trial_complete("t3", {"status": "running", "val_ppl": 60.0, "fidelity": 7})  # Ctrl-C: no measurement
-    assert [f for _, f in s.population] == pytest.approx([80 / 40**2, 0.0, 80 / 60**2])
+    assert [f for _, f in s.population.members] == pytest.approx([80 / 40**2, 0.0, 80 / 60**2])
     rows = {r["trial_id"]: r for r in read_records(tmp_path / "children.jsonl")}
     assert rows["t2"]["status"] == "stopped" and rows["t2"]["fidelity"] == 5 and rows["t2"]["reward"] > 0
     assert rows["t3"]["reward"] is None
@@ -70,7 +71,8 @@ def test_save_fresh_restore_continues_identically(tmp_path):
     a.save(str(tmp_path / "state.pkl"))
     b = EvolutionSearcher(SPACE, tmp_path, seed=99, evolution=cfg)
     b.restore(str(tmp_path / "state.pkl"))
-    assert b.population == a.population and b.live == a.live and b.seen == a.seen == 4
+    assert b.population.members == a.population.members and b.live == a.live
+    assert b.population.seen == a.population.seen == 4
     for s in (a, b):
         s.on_trial_complete("t4", done(25.0))
     assert [a.suggest(f"u{i}") for i in range(5)] == [b.suggest(f"u{i}") for i in range(5)]

@@ -96,3 +96,13 @@ def test_patience_zero_never_stops_early(setup):
     _, _, search = setup
     assert retrain_config(search, patience=0).budget.patience is None
     assert retrain_config(search).budget.patience == 3 and retrain_config(search).budget.epochs == 40
+
+
+def test_nas_train_and_the_config_do_not_import_ray():
+    """Only the search driver and the trainable import Ray: retraining and reading configs stay light."""
+    import subprocess
+    import sys
+
+    code = "import sys, nas.retrain, nas.config, nas.compare; print('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
+        == "False"
