@@ -1,8 +1,9 @@
 """REINFORCE with an exponential-moving-average baseline (Williams 1992; Zoph & Le 2017).
 
 Reward. A child that finished training (status ``"completed"``) with validation perplexity ``ppl`` earns
-``c / ppl**k`` (k = 2 in Zoph & Le 2017, k = 1 in ENAS; c = ``reward_constant``). A child that failed,
-diverged or was stopped, or whose perplexity is NaN, infinite or <= 0, earns exactly 0.0. Zero is the
+``c / ppl**k`` (k = 2 in Zoph & Le 2017, k = 1 in ENAS; c = ``reward_constant``); a child an early-stopping
+scheduler stopped at a rung earns the same of its perplexity there (the searcher passes it as completed at that
+fidelity). A child that failed or diverged, or whose perplexity is NaN, infinite or <= 0, earns exactly 0.0. Zero is the
 infimum of ``c / ppl**k`` over all perplexities, so a broken child is never rated above a working one, and
 the search carries on (a broken child lowers the baseline and its decisions become less likely) instead of
 crashing on a NaN.
@@ -16,8 +17,10 @@ batches than a finished one, so its reward is on another scale. :class:`Baseline
 fidelity key (:func:`baseline_key`: the rung's batch count for a child stopped there, "final" for every child that
 ran its whole budget or broke), and a child's advantage is taken against the baseline of its own key only.
 With ``normalize_advantage`` each key also keeps a moving average of the squared deviation ``s^2``, and the
-advantage is ``(R - b) / s`` (both as they were before R; the first deviation of a key sets ``s``), which makes
-the update independent of the reward's scale (c/ppl^2 is ~0.1-1 at character level, 1e-3-1e-2 at word level).
+advantage is ``(R - b) / s`` (both as they were before R; the first deviation of a key that is not negligible,
+above 0.1% of the baseline, sets ``s``; until then the advantage is its sign), clipped to
++-:data:`ADVANTAGE_CLIP`, which makes the update independent of the reward's scale (c/ppl^2 is ~0.1-1 at character
+level, 1e-3-1e-2 at word level) without letting one child dominate while the scale is still uncertain.
 
 Update. :func:`reinforce_step` minimises, averaged over the children of the batch,
 ``-(R - b) * log pi(a) - entropy_weight * H(pi)``, where ``log pi(a)`` and the entropy are recomputed by
@@ -93,6 +96,12 @@ class EMABaseline:
         self.decay, self.value = restored.decay, restored.value
 
 
+ADVANTAGE_CLIP = 5.0
+"""Normalized advantages are clipped to this many (moving) standard deviations."""
+NEGLIGIBLE = 1e-3
+"""A deviation below this fraction of the baseline does not set a key's scale (identical or near-identical
+rewards, e.g. a reused child's, would otherwise make the next advantage huge)."""
+
 FINAL = "final"
 """The baseline key of children that ran their whole budget (or broke): see :func:`baseline_key`."""
 
@@ -120,14 +129,14 @@ class Baselines:
         before, advantage = mean.update(reward)
         if not self.normalize:
             return before, advantage
-        squared = advantage * advantage
+        squared, floor = advantage * advantage, (NEGLIGIBLE * abs(before)) ** 2 + 1e-300
         scale = self.scales.get(key)
-        if scale is None:  # the first deviation sets the scale (the key's very first reward has none)
-            if not first:
+        if scale is None:  # no scale yet: the sign only; the first deviation that is not negligible sets it
+            if not first and squared > floor:
                 self.scales[key] = squared
-            return before, (math.copysign(1.0, advantage) if advantage else 0.0)
+            return before, (math.copysign(1.0, advantage) if squared > floor else 0.0)
         self.scales[key] = self.decay * scale + (1 - self.decay) * squared
-        return before, advantage / math.sqrt(scale) if scale > 0 else 0.0
+        return before, max(-ADVANTAGE_CLIP, min(ADVANTAGE_CLIP, advantage / math.sqrt(scale)))
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "normalize": self.normalize,

@@ -35,7 +35,8 @@ LEAD_COLUMNS = {  # name -> dtype, before the hyperparameter columns: the child 
     "rank": "Int64", "trial_id": "string", "index": "Int64", **dict(_OUTCOME[:2]), "reward": "Float64",
     **dict(_OUTCOME[2:]), "reused_from": "Int64",
 }
-TAIL_COLUMNS = {"formula": "string", "spec": "string", "error": "string", "seed": "Int64"}  # after them
+TAIL_COLUMNS = {"formula": "string", "spec": "string", "error": "string", "seed": "Int64", "kernels": "string",
+                "cuda_graphs": "string"}  # after them
 CONTROLLER_METRICS = ("reward", "baseline", "advantage", "entropy", "log_prob", "loss", "grad_norm")
 CONTROLLER_COLUMNS = {"step": "Int64", **{m: "Float64" for m in CONTROLLER_METRICS}, "trial_ids": "string"}
 DESCENDING = frozenset({"reward"})  # every other sortable column sorts ascending (lower is better)
@@ -172,6 +173,8 @@ def children_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     cols["spec"] = _array(specs, "string", "children.spec")
     cols["error"] = _array([r.get("error") or "" for r in rows], "string", "children.error")
     cols["seed"] = _array([r.get("seed") for r in rows], "Int64", "children.seed")
+    for name in ("kernels", "cuda_graphs"):
+        cols[name] = _array([r.get(name) or "" for r in rows], "string", f"children.{name}")
 
     df = pd.DataFrame(cols)
     df.insert(0, "rank", _ranks(df))
@@ -228,7 +231,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 def _read_csv(path: Path, dtypes: Mapping[str, str]) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=dict(dtypes), dtype_backend="numpy_nullable", keep_default_na=False,
                      na_values=[""])
-    for name in ("formula", "error"):  # "" and missing look alike in CSV; these columns are "" when empty
+    for name in ("formula", "error", "kernels", "cuda_graphs"):  # "" and missing look alike in CSV: "" when empty
         if name in df:
             df[name] = df[name].fillna("")
     return df
@@ -247,10 +250,22 @@ def load_cells(run_dir: str | os.PathLike) -> pd.DataFrame:
     if (run_dir / CHILDREN_FILE).is_file():
         return children_table(read_records(run_dir / CHILDREN_FILE))
     if (run_dir / CELLS_PARQUET).is_file():
-        return pd.read_parquet(run_dir / CELLS_PARQUET)
+        return _with_every_column(pd.read_parquet(run_dir / CELLS_PARQUET))
     if (run_dir / CELLS_CSV).is_file():
-        return _read_csv(run_dir / CELLS_CSV, {**LEAD_COLUMNS, **TAIL_COLUMNS})
+        return _with_every_column(_read_csv(run_dir / CELLS_CSV, {**LEAD_COLUMNS, **TAIL_COLUMNS}))
     raise _not_a_run(run_dir)
+
+
+def _with_every_column(df: pd.DataFrame) -> pd.DataFrame:
+    """A table written by an older version, with the columns added since (missing values) in their places."""
+    lead = list(LEAD_COLUMNS)
+    for i, name in enumerate(lead):
+        if name not in df:
+            df.insert(list(df.columns).index(lead[i - 1]) + 1, name, pd.array([None] * len(df), LEAD_COLUMNS[name]))
+    for name, dtype in TAIL_COLUMNS.items():
+        if name not in df:
+            df[name] = pd.array([None] * len(df), dtype)
+    return df
 
 
 def _load_controller(run_dir: Path) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from nas.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, Ran
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402
 from workers.outcome import METRIC, ChildOutcome  # noqa: E402
+from workers.train import batches_per_epoch  # noqa: E402
 from workers.trainable import train_trial  # noqa: E402
 
 class SearchError(ValueError):
@@ -222,11 +223,9 @@ def _make_searcher(cfg: SearchConfig, rungs: tuple[int, ...]) -> NasSearcher:
 
 def max_fidelity(cfg: SearchConfig, corpus: Corpus) -> int:
     """Training batches of a child's whole budget (the default batch size and BPTT; a searched batch size or BPTT
-    changes a child's own count): epochs x (max_batches, or the BPTT windows of the training split)."""
+    changes a child's own count): epochs x batches per epoch, as ``train_child`` counts them."""
     rows = corpus.train.numel() // cfg.train.batch_size
-    windows = len(range(0, max(rows - 1, 0), cfg.train.bptt))
-    per_epoch = windows if cfg.budget.max_batches is None else min(cfg.budget.max_batches, windows)
-    return cfg.budget.epochs * per_epoch
+    return cfg.budget.epochs * batches_per_epoch(cfg.budget, rows, cfg.train.bptt)
 
 
 def _scheduler(cfg: SearchConfig, top: int):
@@ -287,13 +286,17 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     if cfg.trials < started_budget:
         raise SearchError(f"--trials {cfg.trials} is below the {started_budget} children {cfg.name!r} was started "
                           f"with; give more to extend it, or leave --trials out to finish it")
+    top = max_fidelity(cfg, corpus)
+    rungs = cfg.scheduler.rungs(top)
+    if cfg.scheduler.kind == "asha" and not rungs:
+        raise SearchError(f"scheduler.grace_period: {cfg.scheduler.grace_period} training batches leave no rung "
+                          f"before the end of a child's budget ({top} batches); lower the grace period below {top}, "
+                          "raise [budget], or set [scheduler] kind = \"none\"")
     _init_ray(cfg)
     plan = plan_resources(cfg, ray.cluster_resources())
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         _write_config(cfg, plan)
-    top = max_fidelity(cfg, corpus)
-    rungs = cfg.scheduler.rungs(top)
     each = f"{plan.cpus_per_trial:g} CPU" + (f", {plan.gpus_per_trial:g} GPU" if plan.gpus_per_trial else "")
     stopping = (f", early stopping at {'/'.join(map(str, rungs))} of {top} batches" if rungs else "")
     out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
@@ -307,12 +310,18 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     )
     trainable = _trainable(cfg, corpus, plan, rungs)
     start = time.time()
-    recorded = _recorded(run_dir)
+    recorded, tune_run_done = _recorded(run_dir), not resume
     if resume and recorded < started_budget:  # the Tune run in the folder stopped before its budget: continue it
         # errored trials are not re-run: each is recorded (failed) already, and a re-run would only be a duplicate
-        tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=False).fit()
+        grid = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True,
+                                  resume_errored=False).fit()
         recorded = _recorded(run_dir)
-    if recorded < cfg.trials and (not resume or recorded >= started_budget):  # a fresh search, or an extension
+        # every trial of the restored run ended: it is done, even if it was an extension that had not yet reached its
+        # first checkpoint when the driver died (its budget is in config.json, its Tune run is the one before)
+        tune_run_done = grid.num_terminated + grid.num_errors == len(grid)
+    elif resume:
+        tune_run_done = True
+    if recorded < cfg.trials and tune_run_done:  # a fresh search, or an extension
         searcher = _make_searcher(cfg, rungs)
         if resume:
             searcher.restore_from_dir(str(run_dir))

@@ -7,13 +7,16 @@ the child's last result into a reward and updates the searcher at once (the cont
 appended as a record to ``children.jsonl`` / ``controller.jsonl`` in the run folder; tables are built from those.
 
 Rewards (see ``nas.reinforce.reward_of``): completed children get c/ppl^2 (or c/ppl); diverged, failed and NaN
-children get 0. A child an early-stopping scheduler stopped at one of ``rungs`` teaches the searcher at that
-fidelity (its advantage is measured against the baseline of children stopped at the same rung); a child stopped
-anywhere else (Ctrl-C) is recorded but teaches nothing: a partial budget is no measurement of the architecture.
+children get 0. A child an early-stopping scheduler stopped at one of ``rungs`` earns the reward of its perplexity
+at that rung and teaches the searcher at that fidelity: its advantage is measured against the baseline of every
+child's measurement at that rung (each child reports the perplexity at every rung it passed, so the children that
+went on count too, when they finish). (Children cut off by Ctrl-C reach no searcher: Tune runs them again on
+resume.)
 
-No child is trained twice: a proposal whose spec was already trained (or stopped at a rung) in this search
-reuses the recorded outcome as a new child with ``reused_from`` (the earlier child's index) and no training
-time, and the searcher learns from it as from any child; a proposal whose twin is still training is redrawn.
+No child is trained twice: a proposal whose spec was already trained in this search (completed, diverged, or
+stopped at a rung; a failure may be transient, so a failed spec is trained again) reuses the recorded outcome as a
+new child with ``reused_from`` (the earlier child's index) and no training time, and the searcher learns from it as
+from any child; a proposal whose twin is still training is redrawn.
 
 ``save``/``restore`` cover the searcher's own state (the controller, its optimizer, the baselines, the sampling
 RNG, pending updates) and the trials still in flight, written atomically (temp file + rename); restore then
@@ -22,6 +25,7 @@ replays ``children.jsonl`` for what finished after the last save.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pickle
@@ -43,6 +47,9 @@ from workers.outcome import METRIC, ChildOutcome
 STATE_VERSION = 2
 REDRAWS = 20
 """Proposals drawn in a row while each one's twin is still training, before one is trained anyway."""
+MAX_REUSED_IN_A_ROW = 10_000
+"""Reused proposals in a row after which a searcher without a children budget says it is finished (its policy
+proposes nothing new)."""
 
 
 def child_seed(seed: int, index: int) -> int:
@@ -72,6 +79,10 @@ class NasSearcher(Searcher):
         """Called for every child with a measured outcome (completed, diverged, failed, stopped at a rung), with
         its fidelity's baseline key (:func:`nas.reinforce.baseline_key`)."""
 
+    def _observe(self, reward: float, key: str) -> None:
+        """A measurement at a rung the child passed on its way (no update of its own: it moves that rung's
+        baseline)."""
+
     def _state(self) -> dict[str, Any]:
         return {}
 
@@ -81,9 +92,11 @@ class NasSearcher(Searcher):
     # -- Searcher API --
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         in_flight = {self.space.decode(a).to_json() for _, a in self.live.values()}
-        redraws = 0
+        redraws = reused = 0
         while True:
             if self.max_children is not None and self.next_index >= self.max_children:
+                return Searcher.FINISHED
+            if reused >= MAX_REUSED_IN_A_ROW:
                 return Searcher.FINISHED
             actions = self._propose()
             spec = self.space.decode(actions)
@@ -97,12 +110,12 @@ class NasSearcher(Searcher):
             if earlier is None:
                 self.live[trial_id] = (index, actions)
                 return {"spec": spec.to_dict(), "index": index, "seed": child_seed(self.seed, index)}
-            self._reuse(index, actions, spec, earlier)
+            self._reuse(index, spec, earlier)
+            reused += 1
 
-    def _reuse(self, index: int, actions: list[int], spec: ChildSpec, earlier: dict[str, Any]) -> None:
+    def _reuse(self, index: int, spec: ChildSpec, earlier: dict[str, Any]) -> None:
         """Record child ``index`` with the outcome of the earlier child of the same spec, and learn from it."""
-        fields = ChildOutcome.from_result({**earlier, "status": earlier["status"]}).to_dict()
-        outcome = ChildOutcome(**{**fields, "train_seconds": 0.0})
+        outcome = dataclasses.replace(ChildOutcome.from_result(earlier), train_seconds=0.0)
         trial_id = f"reused-{index}"
         self.finished.add(trial_id)
         self._record(trial_id, index, spec, outcome, {"finished_at": time.time()}, reused_from=earlier["index"])
@@ -131,15 +144,32 @@ class NasSearcher(Searcher):
         append_record(Path(self.run_dir) / "children.jsonl", record)
         self._remember(record)
         if learns:
-            self._learn(trial_id, self.space.encode(spec), reward, baseline_key(outcome.status, outcome.fidelity))
+            self._teach(trial_id, self.space.encode(spec), record)
+
+    def _teach(self, trial_id: str, actions: list[int], record: dict[str, Any]) -> None:
+        """Learn from a child's record: first its measurements at the rungs it passed (a reused child's were
+        counted with the earlier child), then its outcome at its own fidelity."""
+        status, fidelity = record["status"], int(record.get("fidelity") or 0)
+        if record.get("reused_from") is None:
+            for passed, ppl in sorted((int(f), p) for f, p in (record.get("rung_ppl") or {}).items()):
+                if passed in self.rungs and (status != "stopped" or passed < fidelity):
+                    self._observe(reward_of(ppl, "completed", self.config), str(passed))
+        self._learn(trial_id, actions, float(record["reward"] or 0.0), baseline_key(status, fidelity))
 
     def _learns(self, status: str, fidelity: int) -> bool:
-        """Whether a child's outcome measures its architecture: any but one stopped off a rung (Ctrl-C)."""
+        """Whether a child's outcome measures its architecture: any but one stopped off a rung."""
         return status != "stopped" or fidelity in self.rungs
 
     def _remember(self, record: dict[str, Any]) -> None:
-        if record.get("reused_from") is None and self._learns(record["status"], int(record.get("fidelity") or 0)):
-            self.trained.setdefault(ChildSpec.from_dict(record["spec"]).to_json(), record)
+        """Keep the record as its spec's outcome for later proposals: completed, diverged and rung-stopped ones
+        (a failure may be transient: out of memory, a lost node), the highest fidelity winning."""
+        status, fidelity = record["status"], int(record.get("fidelity") or 0)
+        if record.get("reused_from") is not None or status == "failed" or not self._learns(status, fidelity):
+            return
+        key = ChildSpec.from_dict(record["spec"]).to_json()
+        known = self.trained.get(key)
+        if known is None or int(known.get("fidelity") or 0) < fidelity:
+            self.trained[key] = record
 
     def save(self, checkpoint_path: str) -> None:
         state = {"version": STATE_VERSION, "kind": type(self).__name__, "next_index": self.next_index,
@@ -182,8 +212,7 @@ class NasSearcher(Searcher):
             self.finished.add(trial_id)
             self.next_index = max(self.next_index, index + 1)
             if self._learns(r.get("status"), int(r.get("fidelity") or 0)):
-                key = baseline_key(r["status"], int(r.get("fidelity") or 0))
-                self._learn(trial_id, actions, float(r["reward"] or 0.0), key)
+                self._teach(trial_id, actions, r)
 
 
 class ControllerSearcher(NasSearcher):
@@ -209,6 +238,9 @@ class ControllerSearcher(NasSearcher):
     def _propose(self) -> list[int]:
         with torch.no_grad():
             return list(self.controller.sample(self.generator).actions)
+
+    def _observe(self, reward: float, key: str) -> None:
+        self.baselines.update(reward, key)
 
     def _learn(self, trial_id: str, actions: list[int], reward: float, key: str) -> None:
         self.pending.append((trial_id, actions, reward, key))

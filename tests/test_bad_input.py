@@ -125,6 +125,13 @@ def test_a_resume_cannot_shrink_the_budget(ws, capsys):
     assert sorted(os.listdir(run)) == before
 
 
+def test_an_asha_grace_period_beyond_the_budget_is_one_clear_error(ws, capsys):
+    (ws / "c.toml").write_text("[scheduler]\nkind = 'asha'\ngrace_period = 5000\n")
+    fails(capsys, ["search", "--config", "c.toml", "--dataset", str(ws / "corpus")], "scheduler.grace_period: 5000",
+          "no rung", "lower the grace period")
+    assert not (ws / "results").exists()
+
+
 def test_unreachable_cluster(ws, capsys):
     fails(capsys, ["search", "--address", "127.0.0.1:1", "--dataset", str(ws / "corpus")], "cannot reach", "127.0.0.1:1")
     fails(capsys, ["search", "--address", "nonsense", "--dataset", str(ws / "corpus")], "host:port")

@@ -309,3 +309,13 @@ def test_defaults_follow_the_papers_or_the_measurements():
     assert (cfg.temperature, cfg.tanh_constant) == (5.0, 2.5)
     # chosen with bench/bench_search_quality.py (bench/RESULTS.md); each docstring cites its measurement
     assert (cfg.lr, cfg.share_heads, cfg.normalize_advantage, cfg.entropy_weight) == (0.03, False, True, 1e-3)
+
+
+def test_normalized_advantages_stay_bounded_when_the_scale_is_uncertain():
+    b = Baselines(0.95, normalize=True)
+    got = [b.update(r)[1] for r in [0.0, 0.0, 0.0, 0.0, 0.5]]
+    assert got == [0.0, 0.0, 0.0, 0.0, 1.0]  # the first good child after failures teaches (its sign), no 0/0
+    b = Baselines(0.95, normalize=True)
+    got = [b.update(r)[1] for r in [0.30, 0.3001, 0.5, 0.9]]
+    assert got[1] == 0.0 and got[2] == 1.0  # a negligible first deviation sets no scale: no 2,000-fold advantage
+    assert abs(got[3]) <= 5.0  # clipped to ADVANTAGE_CLIP standard deviations

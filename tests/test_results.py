@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from nas.results import (
-    append_record, children_table, controller_table, leaderboard, load_cells, plot_progress, read_records,
+    append_record, children_table, controller_table, hparam_columns, leaderboard, load_cells, plot_progress,
+    read_records,
     spec_at_rank, write_tables,
 )
 from search_spaces import ChildSpec, HParams, random_cell
@@ -107,7 +108,7 @@ def test_children_table_dedupes_ranks_and_keeps_missing_values_missing():
     df = children_table(children_records())
     assert list(df.columns) == ["rank", "trial_id", "index", "status", "val_ppl", "reward", "params",
                                 "train_seconds", "epochs", "fidelity", "reused_from", *HP_COLUMNS, "formula", "spec",
-                                "error", "seed"]
+                                "error", "seed", "kernels", "cuda_graphs"]
     assert df["index"].tolist() == [0, 1, 2, 3, 4, 5]
     assert df["trial_id"].is_unique and len(df) == 6
     assert df.loc[df["trial_id"] == "t1", "val_ppl"].item() == 110.0
@@ -246,3 +247,12 @@ def test_leaderboard_unknown_sort_column_lists_the_choices():
 def test_leaderboard_of_no_children():
     assert leaderboard(children_table([])).splitlines()[0] == (
         "0 children: 0 completed, 0 diverged, 0 failed; no ranked child yet")
+
+
+def test_a_table_written_before_fidelity_and_reuse_reads_with_those_columns_missing(tmp_path):
+    df = children_table(children_records()).drop(columns=["fidelity", "reused_from", "kernels", "cuda_graphs"])
+    df.to_csv(tmp_path / "cells.csv", index=False)
+    old = load_cells(tmp_path)
+    assert list(old.columns) == list(children_table(children_records()).columns)
+    assert old["fidelity"].isna().all() and hparam_columns(old) == HP_COLUMNS
+    assert "rank" in leaderboard(old).splitlines()[1]

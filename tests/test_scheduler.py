@@ -29,6 +29,8 @@ def test_asha_stops_children_at_rungs_and_they_teach_the_controller(tmp_path):
     assert stopped, "ASHA keeps the best half at each rung: some of 8 children must stop"
     assert all(r["fidelity"] in (3, 6) and r["val_ppl"] > 0 and r["reward"] > 0 for r in stopped)
     assert all(r["fidelity"] == 12 for r in completed)
+    assert all(set(r["rung_ppl"]) == {"3", "6"} for r in completed)  # each reports every rung it passed
+    assert all(r["params"] for r in rows)  # stopped children know their size too
     assert sum(r["train_seconds"] for r in stopped) < sum(r["train_seconds"] for r in completed) * len(stopped)
     # every child taught the controller, the stopped ones at their rung's baseline
     steps = read_records(outcome.run_dir / "controller.jsonl")

@@ -218,3 +218,19 @@ def test_controller_diagnostics_go_to_tensorboard_next_to_the_records(tmp_path):
     import pickle
 
     pickle.loads(pickle.dumps(s))  # Tune pickles the searcher: the open event file does not travel
+
+
+def test_a_rung_baseline_counts_the_children_that_went_on_not_only_the_stopped_ones(tmp_path):
+    """A child stopped at a rung was worse than its peers there: its advantage must be measured against every
+    child's perplexity at that rung, the promoted ones included (they report it when they finish)."""
+    s = ControllerSearcher(SPACE, tmp_path, seed=0, rungs=(5,))
+    for i in range(3):
+        s.suggest(f"t{i}")
+    s.on_trial_complete("t0", {**done(30.0), "fidelity": 10, "rung_ppl": {"5": 40.0}})  # promoted at rung 5
+    assert s.baselines.means["5"].value == pytest.approx(80 / 40.0**2)  # its rung measurement, observed
+    s.on_trial_complete("t1", {"status": "running", "val_ppl": 50.0, "fidelity": 5, "rung_ppl": {"5": 50.0}})
+    update = read_records(tmp_path / "controller.jsonl")[-1]
+    assert update["controller/baseline"] == pytest.approx(80 / 40.0**2)  # measured against the promoted child
+    assert update["controller/advantage"] < 0  # worse than the one that went on
+    s.on_trial_complete("t2", {"status": "running", "val_ppl": 35.0, "fidelity": 7})  # off the rungs: no lesson
+    assert s.step == 2 and set(s.baselines.means) == {"final", "5"}

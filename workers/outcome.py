@@ -15,8 +15,9 @@ METRIC = "val_ppl"
 """What the searcher minimises: validation perplexity (best over the child's epochs)."""
 
 STATUSES: tuple[str, ...] = ("completed", "diverged", "failed", "stopped")
-"""How a child can end: trained to its budget; a loss became NaN/inf; it raised; stopped before its final report
-(by Ctrl-C, or by an early-stopping scheduler at a lower fidelity)."""
+"""How a child can end: trained to its budget; a loss became NaN/inf; it raised; stopped by an early-stopping
+scheduler at a rung, i.e. at a lower fidelity. (A child cut off by Ctrl-C is not recorded: Tune runs it again when
+the search resumes.)"""
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class ChildOutcome:
     fidelity: int = 0
     """Training batches done when ``val_ppl`` was measured: the budget's total for a completed child, fewer for
     one an early-stopping scheduler stopped at a rung."""
+    rung_ppl: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Validation perplexity at each rung the child passed (training batches -> perplexity)."""
+    kernels: str = ""
+    """How its cell ran: "triton" (GPU kernels), "torch" (torch operations), "" when unknown."""
+    cuda_graphs: str = ""
+    """"off", "captured", or why the CUDA graph capture failed ("eager: ..."); "" when unknown."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -59,6 +66,10 @@ class ChildOutcome:
         known["error"] = str(known.get("error") or "")
         known["epochs"] = int(known.get("epochs") or 0)
         known["fidelity"] = int(known.get("fidelity") or 0)
+        rung_ppl = dict(known.get("rung_ppl") or {})  # Tune flattens a reported dict into "rung_ppl/<batches>" keys
+        rung_ppl.update({k.split("/", 1)[1]: v for k, v in r.items() if k.startswith("rung_ppl/")})
+        known["rung_ppl"] = {str(k): float(v) for k, v in rung_ppl.items()}
+        known["kernels"], known["cuda_graphs"] = str(known.get("kernels") or ""), str(known.get("cuda_graphs") or "")
         if error or not result:
             return cls("failed", **{**known, METRIC: math.nan,
                                     "error": known["error"] or "the trial raised an error in Ray (see its error.txt)"})

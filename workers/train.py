@@ -9,6 +9,7 @@ it never raises. Other errors (out of memory, bad input) do raise: the caller re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
@@ -25,7 +26,7 @@ from workers.cuda_graph import CUDA_GRAPHS, GraphedTrainStep
 from workers.data import Corpus, batchify
 from workers.model import ChildLM, ModelConfig, State, build_child, count_parameters
 from workers.outcome import ChildOutcome
-from workers.triton_cell import KERNELS
+from workers.triton_cell import KERNELS, use_triton
 
 
 DIVERGED_LOSS = 700.0
@@ -155,6 +156,8 @@ class RungReport:
     val_ppl: float
     train_seconds: float
     """Seconds spent in training steps so far (evaluation excluded)."""
+    params: int = 0
+    """Trainable parameters of the child model."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,10 @@ class TrainResult:
     windows to capture), "eager: <why capture failed>"."""
     batches: int = 0
     """Training batches done (all epochs): the fidelity reached."""
+    rungs: tuple[RungReport, ...] = ()
+    """The measurements at ``budget.report_at``."""
+    kernels: str = ""
+    """How the cell's steps ran: "triton", "torch" (the fused path's torch operations) or "" (not a cell)."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +205,16 @@ class ChildSettings:
 def outcome_of(result: TrainResult) -> ChildOutcome:
     """The child outcome record of a finished training."""
     return ChildOutcome(result.status, result.val_ppl, result.params, result.train_seconds, result.epochs,
-                        result.message, fidelity=result.batches)
+                        result.message, fidelity=result.batches,
+                        rung_ppl={str(r.batches): r.val_ppl for r in result.rungs}, kernels=result.kernels,
+                        cuda_graphs=result.cuda_graphs)
+
+
+def batches_per_epoch(budget: Budget, rows: int, bptt: int) -> int:
+    """Training batches in one epoch: the BPTT windows of a split batchified to ``rows`` rows, capped by
+    ``budget.max_batches``."""
+    windows = len(range(0, max(rows - 1, 0), bptt))
+    return windows if budget.max_batches is None else min(budget.max_batches, windows)
 
 
 def split_hparams(hparams: Mapping[str, Any], model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
@@ -326,10 +342,18 @@ def train_child(
     """Train a child LM with ``cell`` on ``corpus``; ``hparams`` override fields of the two configs.
 
     Deterministic on CPU for a given seed (and thread count). ``on_epoch`` is called after every epoch,
-    ``on_rung`` after each of ``budget.report_at`` training batches.
+    ``on_rung`` after each of ``budget.report_at`` training batches (at an epoch's end, with its evaluation).
     """
-    mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
     dev = pick_device(device)
+    # Triton launches on the current CUDA device and a CUDA graph captures on it: make it the child's own
+    with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
+        return _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch,
+                            evaluate_test, on_rung)
+
+
+def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch, evaluate_test,
+                 on_rung) -> TrainResult:
+    mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
     torch.manual_seed(seed)
     model = build_child(cell, corpus.vocab_size, mcfg, kernels=tcfg.cell_kernels).to(dev)
     params = count_parameters(model)
@@ -344,9 +368,15 @@ def train_child(
     lr, best_loss, best_state = tcfg.lr, math.inf, None
     train_seconds, history, stale = 0.0, [], 0
     windows = list(range(0, train.size(0) - 1, tcfg.bptt))  # start row of every BPTT window of the split
-    per_epoch = len(windows) if budget.max_batches is None else min(budget.max_batches, len(windows))
+    per_epoch = batches_per_epoch(budget, train.size(0), tcfg.bptt)
     cursor = done = 0  # next window (carried over epochs cut short by max_batches); batches done in all epochs
-    rungs = set(budget.report_at)
+    rungs, rung_reports = set(budget.report_at), []
+    kernels = "triton" if use_triton(tcfg.cell_kernels, train) else "torch"
+
+    def rung(loss: float, epoch: int, seconds: float) -> None:
+        rung_reports.append(RungReport(done, epoch, loss, perplexity(loss), seconds, params))
+        if on_rung is not None:
+            on_rung(rung_reports[-1])
 
     def result(status: str, message: str = "") -> TrainResult:
         test_ppl = math.nan
@@ -357,7 +387,8 @@ def train_child(
         return TrainResult(status, perplexity(best_loss) if history else math.nan, len(history), params,
                            train_seconds, message, test_ppl, tuple(history), best_state,
                            stopped_early=len(history) < budget.epochs and status == "completed",
-                           cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off", batches=done)
+                           cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off", batches=done,
+                           rungs=tuple(rung_reports), kernels=kernels)
 
     for epoch in range(1, budget.epochs + 1):
         model.train()
@@ -379,7 +410,7 @@ def train_child(
             done += 1
             if batches % 25 == 0 and _diverged(loss_sum.item() / batches):  # one device sync per 25 steps
                 break
-            if done in rungs:
+            if done in rungs and batches < per_epoch:  # a rung at the epoch's end uses the epoch's evaluation
                 rung_start = time.perf_counter()
                 rung_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
                 model.train()
@@ -387,9 +418,7 @@ def train_child(
                 if _diverged(rung_loss):
                     train_seconds += time.perf_counter() - start - evaluating
                     return result("diverged", f"validation loss became {rung_loss} after {done} batches")
-                if on_rung is not None:
-                    on_rung(RungReport(done, epoch, rung_loss, perplexity(rung_loss),
-                                       train_seconds + time.perf_counter() - start - evaluating))
+                rung(rung_loss, epoch, train_seconds + time.perf_counter() - start - evaluating)
         if budget.max_batches is None:
             cursor = 0  # whole epochs: each starts at the beginning of the split
         seconds = time.perf_counter() - start - evaluating
@@ -400,6 +429,8 @@ def train_child(
         val_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
         if _diverged(val_loss):
             return result("diverged", f"validation loss became {val_loss} after epoch {epoch}")
+        if done in rungs and batches == per_epoch:
+            rung(val_loss, epoch, train_seconds)
         if val_loss < best_loss:
             best_loss, stale = val_loss, 0
             if evaluate_test:  # a CPU copy: no second model in GPU memory

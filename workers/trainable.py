@@ -54,9 +54,13 @@ def train_trial(config: dict[str, Any], corpus: Corpus, settings: ChildSettings)
                      "train_loss": r.train_loss, "val_loss": r.val_loss, "tokens_per_second": r.tokens_per_second,
                      "train_seconds": r.train_seconds})
 
+    rung_ppl: dict[str, float] = {}
+
     def on_rung(r: RungReport) -> None:  # an early-stopping scheduler decides here whether the child goes on
+        rung_ppl[str(r.batches)] = r.val_ppl
         tune.report({**common, "status": "running", METRIC: r.val_ppl, "fidelity": r.batches, "epoch": r.epoch,
-                     "val_loss": r.val_loss, "train_seconds": r.train_seconds})
+                     "val_loss": r.val_loss, "train_seconds": r.train_seconds, "params": r.params,
+                     "rung_ppl": dict(rung_ppl)})
 
     try:
         spec = ChildSpec.from_dict(config["spec"])

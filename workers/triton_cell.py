@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
+import warnings
 from typing import Callable
 
 import torch
@@ -73,8 +73,35 @@ def check_kernels(kernels: str) -> None:
 
 
 def use_triton(kernels: str, tensor: torch.Tensor) -> bool:
-    """Whether the fused path runs ``tensor``'s sequence with Triton kernels under the ``kernels`` setting."""
-    return kernels == "triton" or (kernels == "auto" and tensor.is_cuda and available())
+    """Whether the fused path runs ``tensor``'s sequence with Triton kernels under the ``kernels`` setting: "auto"
+    takes them for a CUDA tensor when Triton is installed and works on that GPU (:func:`works_on`)."""
+    return kernels == "triton" or (kernels == "auto" and tensor.is_cuda and available() and works_on(tensor.device))
+
+
+@functools.lru_cache(maxsize=16)
+def works_on(device: torch.device) -> bool:
+    """Whether a generated kernel compiles and runs correctly on ``device``, tried once per process (Triton
+    needs a supported GPU and a C compiler for its launcher). When not, a warning says why, and "auto" cells run
+    with torch operations instead."""
+    from search_spaces import known_cell
+    from workers.fused_cell import compile_cell
+
+    try:
+        cell = known_cell("nascell")
+        kernels, (forward_step, _) = compile_kernels(cell), compile_cell(cell)
+        g = torch.Generator().manual_seed(0)
+        xp, hp = (torch.randn(2, 8 * 3, generator=g).to(device) for _ in range(2))
+        c_prev = torch.randn(2, 3, generator=g).to(device)
+        h, c = torch.empty_like(c_prev), torch.empty_like(c_prev)
+        kernels.forward(xp, hp, c_prev, h, c)
+        want_h, want_c, _ = forward_step(xp, hp, c_prev)
+        if not (torch.allclose(h, want_h, atol=1e-4) and torch.allclose(c, want_c, atol=1e-4)):
+            raise RuntimeError(f"a test step gave {h.flatten()[:3].tolist()}, expected {want_h.flatten()[:3].tolist()}")
+        return True
+    except Exception as e:  # noqa: BLE001 - any failure means: do not use Triton on this device
+        warnings.warn(f"Triton kernels do not work on {device} ({type(e).__name__}: {str(e)[:200]}); cells run with "
+                      "torch operations there (set train.cell_kernels = \"torch\" to skip this check)", stacklevel=2)
+        return False
 
 
 def _tree(cell: Cell, compute: str) -> list[str]:
@@ -219,11 +246,6 @@ def compile_kernels(cell: Cell) -> Kernels:
     """The cell's Triton kernels, generated once per cell (Triton compiles each on its first launch per dtype,
     and under ``TRITON_INTERPRET=1`` interprets them instead)."""
     return Kernels(cell)
-
-
-def interpreted() -> bool:
-    """Whether Triton kernels run in Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 class TritonSequence(torch.autograd.Function):
