@@ -8,26 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from search_spaces import KNOWN_CELLS, Cell, ChildSpec, known_cell, random_cell
+from search_spaces import KNOWN_CELLS, Cell, ChildSpec, random_cell
 
 
 class UserError(Exception):
     """A problem with what the user asked for; printed as one line, exit code 2."""
-
-
-def load_spec(source: str) -> tuple[str, ChildSpec]:
-    """A known cell name, or a JSON file holding a cell or a spec; returns (label, spec)."""
-    if source in KNOWN_CELLS:
-        return source, ChildSpec(known_cell(source))
-    path = Path(source)
-    if not path.exists():
-        raise UserError(
-            f"{source!r} is neither a known cell ({', '.join(KNOWN_CELLS)}) nor an existing spec JSON file"
-        )
-    try:
-        return path.name, ChildSpec.from_json(path.read_text())
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: {e}") from None
 
 
 def describe(label: str, cell: Cell) -> str:
@@ -41,22 +26,55 @@ def describe(label: str, cell: Cell) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
+    child = None
     if args.random:
         if args.cell:
             raise UserError("give either a cell name/spec file or --random, not both")
         spec, label = ChildSpec(random_cell(args.base, args.seed)), f"random cell (seed {args.seed})"
+    elif args.cell and Path(args.cell).is_dir():
+        from nas.results import child_at_rank
+
+        child = child_at_rank(args.cell, args.rank)
+        spec, label = ChildSpec.from_json(child["spec"]), f"{args.cell} rank {args.rank} (child {child['index']})"
     else:
         if not args.cell:
-            raise UserError(f"name a cell ({', '.join(KNOWN_CELLS)}) or a spec JSON file, or use --random")
+            raise UserError(f"name a cell ({', '.join(KNOWN_CELLS)}), a spec JSON file or a results folder, or use "
+                            "--random")
+        if args.rank != 1:
+            raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
+        from nas.sources import load_spec
+
         label, spec = load_spec(args.cell)
     if args.json:
         print(json.dumps(spec.to_dict() if spec.hparams else spec.cell.to_dict(), indent=2))
-        return
-    print(describe(label, spec.cell))
-    if spec.hparams:
-        print("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in spec.hparams.as_dict().items()))
-    if args.actions:
-        print("actions: " + " ".join(map(str, spec.cell.to_actions())))
+    else:
+        print(describe(label, spec.cell))
+        if spec.hparams:
+            print("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in spec.hparams.as_dict().items()))
+        if child is not None:
+            print(outcome_line(child))
+        if args.actions:
+            print("actions: " + " ".join(map(str, spec.cell.to_actions())))
+    if args.plot:
+        from nas.cell_figure import draw_cell
+
+        print(f"wrote {draw_cell(spec.cell, args.plot, title=label)}")
+
+
+def outcome_line(child: Any) -> str:
+    """A results row's outcome in words, e.g. ``outcome: completed, val ppl 12.34 after 200 training batches,
+    104,765 parameters, 10.3 s training``."""
+    import pandas as pd
+    parts = [f"outcome: {child['status']}, val ppl {child['val_ppl']:.2f}"]
+    fidelity = child.get("fidelity")
+    if fidelity is not None and not pd.isna(fidelity) and fidelity > 0:
+        parts[0] += f" after {int(fidelity)} training batches"
+    for key, text in (("params", "{:,} parameters"), ("train_seconds", "{:.1f} s training"),
+                      ("reused_from", "reused the outcome of child {}")):
+        value = child.get(key)
+        if value is not None and not pd.isna(value):
+            parts.append(text.format(int(value) if key != "train_seconds" else float(value)))
+    return ", ".join(parts)
 
 
 def cmd_data_info(args: argparse.Namespace) -> None:
@@ -107,6 +125,15 @@ def cmd_results(args: argparse.Namespace) -> None:
     from nas.results import leaderboard, load_cells, plot_progress
 
     cells = load_cells(args.dir)
+    if args.max_params is not None:
+        if args.max_params < 1:
+            raise UserError(f"--max-params {args.max_params}: give a whole number of parameters >= 1")
+        kept = cells[(cells["params"] <= args.max_params).fillna(False)]
+        print(f"{len(kept)} of {len(cells)} children have at most {args.max_params:,} parameters (ranks are over "
+              "the whole search)")
+        if kept.empty:
+            return
+        cells = kept
     print(leaderboard(cells, top=args.top, sort=args.sort))
     if args.plot:
         print(f"plot written to {plot_progress(args.dir)}")
@@ -144,6 +171,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     else:
         if args.rank != 1:
             raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
+        from nas.sources import load_spec
+
         _, spec = load_spec(args.source)
     py, js = write_export(spec, args.out, class_name=args.class_name)
     print(f"wrote {py}\nwrote {js}")
@@ -151,34 +180,78 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
-    from nas.results import spec_at_rank
-    from nas.retrain import default_out_dir, fresh_dir, retrain, retrain_config, summary_line
+    from nas.retrain import (
+        comparison_lines, default_out_dir, fresh_dir, retrain, retrain_config, summary_line, write_comparison,
+    )
+    from nas.sources import match_params, slug, train_source
 
     data = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level}
-    source = Path(args.source)
-    if source.is_dir():
+    if len(set(args.source)) < len(args.source):
+        raise UserError(f"sources {' '.join(args.source)}: one is given twice; name each source once")
+    folders = [s for s in args.source if Path(s).is_dir()]
+    if len(folders) > 1:
+        raise UserError(f"{' and '.join(folders)}: give at most one results folder per call (the others' settings "
+                        "would differ); train each in its own call")
+    folder = Path(folders[0]) if folders else None
+    if args.top is not None and (folder is None or len(args.source) > 1 or args.rank != 1 or args.match_params):
+        raise UserError("--top K retrains the K best children of one results folder: give just that folder "
+                        "(without --rank or --match-params)")
+    if folder is not None:
         if args.config:
             raise UserError("--config applies to a cell name or spec file; a results folder brings the settings "
                             "its search ran with (override the data with --dataset/--data-dir/--level)")
-        if not (source / CONFIG_FILE).is_file():
-            raise UserError(f"{source} has no {CONFIG_FILE}, so its search settings are unknown; give the folder "
+        if not (folder / CONFIG_FILE).is_file():
+            raise UserError(f"{folder} has no {CONFIG_FILE}, so its search settings are unknown; give the folder "
                             "printed at the end of a search, or export the cell and train the spec JSON with --config")
-        spec = spec_at_rank(source, args.rank)
-        run = source.resolve()
+        run = folder.resolve()
         search = config_from_dict(merge_overrides(load_run_config(run.parent, run.name).to_dict(), data))
-        label, out = f"{source} (rank {args.rank})", Path(args.out or fresh_dir(source / f"train-rank{args.rank}"))
     else:
         if args.rank != 1:
             raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
-        label, spec = load_spec(args.source)
         search = load_config(args.config, data) if args.config else config_from_dict(merge_overrides({}, data))
-        out = Path(args.out) if args.out else default_out_dir(search.results_dir, label)
     cfg = retrain_config(search, args.epochs, args.patience, args.seeds, args.seed, args.device)
-    outcome = retrain(spec, cfg, out, source=label)
-    print(summary_line(outcome.test_ppl_mean, outcome.test_ppl_std, list(outcome.runs)))
-    print(f"wrote {out / 'train.json'}")
-    if not any(r["status"] == "completed" for r in outcome.runs):
-        raise UserError(f"no seed completed training; see {out / 'train.json'}")
+    if args.top is not None:
+        return _train_top(args, folder, cfg)
+    jobs = [train_source(source, folder, args.rank, cfg) for source in args.source]
+    if args.match_params:
+        jobs = match_params(jobs, args.match_params, folder, args.rank, cfg)
+    if len(jobs) == 1:
+        label, spec, job_cfg = jobs[0]
+        out = Path(args.out) if args.out else (fresh_dir(folder / f"train-rank{args.rank}") if folder
+                                               else default_out_dir(search.results_dir, label))
+        dirs = [out]
+    else:
+        out = Path(args.out) if args.out else default_out_dir(search.results_dir, "compare")
+        dirs = [out / slug(label) for label, _, _ in jobs]
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError(f"--out {out} already exists and is not an empty folder; choose another --out")
+    outcomes = []
+    for (label, spec, job_cfg), job_out in zip(jobs, dirs):
+        outcome = retrain(spec, job_cfg, job_out, source=label)
+        outcomes.append(outcome)
+        print(summary_line(outcome.test_ppl_mean, outcome.test_ppl_std, list(outcome.runs), outcome.level))
+        print(f"wrote {job_out / 'train.json'}")
+    if len(jobs) > 1:
+        for line in comparison_lines([label for label, _, _ in jobs], outcomes):
+            print(line)
+        print(f"wrote {write_comparison(out, [label for label, _, _ in jobs], outcomes)}")
+    if not any(r["status"] == "completed" for o in outcomes for r in o.runs):
+        raise UserError(f"no seed completed training; see {out}")
+    return 0
+
+
+def _train_top(args: argparse.Namespace, folder: Path, cfg: Any) -> int:
+    from nas.rerank import retrain_top, top_children, top_lines
+    from nas.retrain import fresh_dir
+
+    top_children(folder, args.top)  # too few children: one clear line before anything is written
+    out = Path(args.out) if args.out else fresh_dir(folder / f"train-top{args.top}")
+    top = retrain_top(folder, args.top, cfg, out)
+    for line in top_lines(top):
+        print(line)
+    print(f"wrote {out / 'top.csv'} and {out / 'top.json'}")
+    if top.winner is None:
+        raise UserError(f"no child completed its retraining; see {out}")
     return 0
 
 
@@ -217,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     show = sub.add_parser("show", help="print a cell's formula")
-    show.add_argument("cell", nargs="?", help=f"a known cell ({', '.join(KNOWN_CELLS)}) or a spec JSON file")
+    show.add_argument("cell", nargs="?", help=f"a known cell ({', '.join(KNOWN_CELLS)}), a spec JSON file, or a "
+                      "results folder (its child at --rank)")
+    show.add_argument("--rank", type=int, default=1, help="which child of a results folder (default 1, the best)")
+    show.add_argument("--plot", metavar="FILE.png", help="also draw the cell as a picture (leaves, nodes, memory)")
     show.add_argument("--random", action="store_true", help="show a uniformly random cell instead")
     show.add_argument("--base", type=_power_of_two, default=8, help="leaves of the random cell (default 8)")
     show.add_argument("--seed", type=int, default=0, help="seed of the random cell (default 0)")
@@ -252,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--top", type=int, default=5, help="rows to show (default 5)")
     results.add_argument("--sort", default="val_ppl", help="column to sort by (default val_ppl)")
     results.add_argument("--plot", action="store_true", help="also (re)write progress.png")
+    results.add_argument("--max-params", type=int, metavar="N", help="show only children with at most N parameters")
     results.set_defaults(func=cmd_results)
 
     compare = sub.add_parser("compare", help="best-so-far val_ppl of several searches, by children and by compute")
@@ -275,14 +352,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     train = sub.add_parser("train", help="retrain a cell to convergence and report its test perplexity")
-    train.add_argument("source", help="a results folder (its best child, or --rank K), a spec JSON file, or a known "
-                       "cell name")
+    train.add_argument("source", nargs="+", help="what to train: a results folder (its best child, or --rank K), a "
+                       f"spec JSON file, a known cell name, or torch-lstm (torch.nn.LSTM, the reference); several "
+                       "train one after another under the same settings and are compared in one table")
     train.add_argument("--rank", type=int, default=1, help="which child of a results folder (default 1, the best)")
+    train.add_argument("--top", type=int, metavar="K", help="retrain the K best children of a results folder, "
+                       "report Kendall's tau between the search's order and the retrained one, pick the winner by "
+                       "retrained validation perplexity and export it")
     train.add_argument("--config", metavar="FILE", help="search TOML whose [data], [model] and [train] apply (for a "
                        "spec or name; a results folder uses its own)")
-    train.add_argument("--epochs", type=int, help="most epochs per seed (default 40)")
+    train.add_argument("--match-params", metavar="SOURCE", help="size torch-lstm's hidden layer so its parameter "
+                       "count matches SOURCE's model (a cell name, spec file or the results folder)")
+    train.add_argument("--epochs", type=int, help="most epochs per seed (default: the config's [retrain], 40)")
     train.add_argument("--patience", type=int, help="stop after this many epochs without a better validation loss "
-                       "(default 3; 0: never stop early)")
+                       "(default: the config's [retrain], 3; 0: never stop early)")
     train.add_argument("--seeds", type=int, default=1, help="independent trainings, seeds --seed, --seed+1, ... "
                        "(default 1); reports mean ± std")
     train.add_argument("--seed", type=int, help="first seed (default: the search's seed, else 0)")
@@ -290,8 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
     train.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
-    train.add_argument("--out", help="folder to write (default: <results folder>/train-rank<K>, or "
-                       "results/train-<cell>-<date>-<time>)")
+    train.add_argument("--out", help="folder to write (default: <results folder>/train-rank<K> or train-top<K>, "
+                       "else results/train-<cell>-<date>-<time>; with several sources, one sub-folder each)")
     train.set_defaults(func=cmd_train)
 
     data = sub.add_parser("data", help="inspect or download corpora")

@@ -23,6 +23,7 @@ A TOML file mirrors :class:`SearchConfig`: top-level keys for the run, then one 
     [controller]  # nas.controller.ControllerConfig
     [scheduler]   # early stopping of children (SchedulerConfig: ASHA)
     [evolution]   # algo = "evolution" (nas.evolution.EvolutionConfig)
+    [retrain]     # `nas train`: epochs and patience of a retraining (RetrainSettings)
 
 Unknown keys, wrong types and out-of-range values are errors that name the key and the fix.
 """
@@ -151,6 +152,23 @@ class SchedulerConfig:
                      < max_fidelity)
 
 
+@dataclass(frozen=True)
+class RetrainSettings:
+    """How ``nas train`` retrains a cell to convergence (its --epochs and --patience flags override these)."""
+
+    epochs: int = 40
+    """Most epochs per seed (pytorch/examples word_language_model trains 40; Zaremba et al. 2014's small LSTM 13)."""
+    patience: int = 3
+    """Stop after this many epochs in a row without a better validation loss (0: never). With the "plateau"
+    schedule, 3 such epochs mean the learning rate fell 64-fold (at lr_decay 4) without any gain: converged."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("epochs", 1), ("patience", 0)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"retrain.{name}: {v!r} is not allowed; use a whole number >= {low}")
+
+
 def default_name() -> str:
     return "search-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -183,6 +201,10 @@ class SearchConfig:
     """Ray cluster to join ("auto", "ray://host:10001", ...); None starts a local Ray."""
     max_failures: int = 2
     """Retries of a child whose worker died (Ray FailureConfig); errors inside training are not retried."""
+    max_params: int | None = None
+    """Parameter budget of a child model (None: none). A proposal above it is recorded as ``over_budget`` without
+    training, with reward 0, so that the controller, which also picks hidden_size, compares cells at a bounded size
+    (Zoph & Le compare cells at matched size)."""
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, hidden_size=128, dropout=0.1))
@@ -191,6 +213,7 @@ class SearchConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    retrain: RetrainSettings = field(default_factory=RetrainSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\") or self.name in (".", ".."):
@@ -208,6 +231,8 @@ class SearchConfig:
             )
         if self.algo not in ALGOS:
             raise ValueError(f"algo: {self.algo!r} is not one of {', '.join(ALGOS)}")
+        if self.max_params is not None and (not isinstance(self.max_params, int) or self.max_params < 1):
+            raise ValueError(f"max_params: {self.max_params!r} is not allowed; use a whole number >= 1, or none")
         if self.max_failures < 0:
             raise ValueError(f"max_failures: {self.max_failures} is not allowed; use 0 or more")
         self._check_searched_children()
@@ -248,7 +273,7 @@ class SearchConfig:
 
 _SECTIONS = {"data": DataConfig, "space": SpaceConfig, "model": ModelConfig, "train": TrainConfig,
              "budget": Budget, "controller": ControllerConfig, "scheduler": SchedulerConfig,
-             "evolution": EvolutionConfig}
+             "evolution": EvolutionConfig, "retrain": RetrainSettings}
 
 
 _CHECKED_TOGETHER = ("tie_weights", "embedding_size", "hidden_size")

@@ -297,17 +297,22 @@ def write_tables(run_dir: str | os.PathLike) -> list[Path]:
     ]
 
 
-def spec_at_rank(run_dir: str | os.PathLike, rank: int = 1) -> ChildSpec:
-    """The spec of the ``rank``-th best completed child (by val_ppl) of a run."""
+def child_at_rank(run_dir: str | os.PathLike, rank: int = 1) -> pd.Series:
+    """The results row of the ``rank``-th best completed child (by val_ppl) of a run."""
     df = load_cells(run_dir)
     n = int(df["rank"].notna().sum())
     if not isinstance(rank, int) or rank < 1 or rank > n:
         choice = f"give a rank from 1 to {n}" if n else "wait for a child to complete"
         raise ValueError(f"rank {rank!r}: {run_dir} has {n} completed children with a val_ppl; {choice}")
-    spec = df.loc[df["rank"] == rank, "spec"].iloc[0]
-    if pd.isna(spec):
+    child = df.loc[df["rank"] == rank].iloc[0]
+    if pd.isna(child["spec"]):
         raise ValueError(f"rank {rank}: the record of this child has no spec")
-    return ChildSpec.from_json(spec)
+    return child
+
+
+def spec_at_rank(run_dir: str | os.PathLike, rank: int = 1) -> ChildSpec:
+    """The spec of the ``rank``-th best completed child (by val_ppl) of a run."""
+    return ChildSpec.from_json(child_at_rank(run_dir, rank)["spec"])
 
 
 # ---- reading the results -------------------------------------------------------------------------------------------

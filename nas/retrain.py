@@ -33,6 +33,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,13 +47,9 @@ from search_spaces import ChildSpec
 from workers.data import load_corpus
 from workers.model import ChildLM, ModelConfig, build_child
 from workers.train import (
-    Budget, EpochReport, TrainConfig, TrainResult, failure_text, pick_device, split_hparams, train_child,
+    Budget, EpochReport, Progress, TrainConfig, TrainResult, failure_text, pick_device, split_hparams, train_child,
 )
 
-DEFAULT_EPOCHS = 40
-"""Most epochs per seed (pytorch/examples word_language_model trains 40)."""
-DEFAULT_PATIENCE = 3
-"""Epochs in a row without a better validation loss before stopping (with SGD: lr fallen 64-fold, no gain)."""
 TRAIN_FILE = "train.json"
 SPEC_FILE = "spec.json"
 CHECKPOINT_FORMAT = 1
@@ -104,13 +101,16 @@ def check_device(device: str) -> None:
 def retrain_config(search: SearchConfig, epochs: int | None = None, patience: int | None = None, seeds: int = 1,
                    first_seed: int | None = None, device: str | None = None) -> RetrainConfig:
     """The search's data, model and optimisation settings with a convergence budget: up to ``epochs`` epochs
-    over the whole splits, early stop after ``patience`` epochs without improvement (0: never), seeds
-    ``first_seed`` .. ``first_seed + seeds - 1`` (``first_seed`` defaults to the search's seed)."""
+    over the whole splits, early stop after ``patience`` epochs without improvement (0: never), both defaulting to
+    the config's ``[retrain]``, seeds ``first_seed`` .. ``first_seed + seeds - 1`` (``first_seed`` defaults to the
+    search's seed)."""
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: {seeds!r} is not allowed; use a whole number >= 1")
-    if patience is None:
-        patience = DEFAULT_PATIENCE
-    budget = Budget(epochs=DEFAULT_EPOCHS if epochs is None else epochs, patience=None if patience == 0 else patience)
+    patience = search.retrain.patience if patience is None else patience
+    if not isinstance(patience, int) or patience < 0:
+        raise ValueError(f"patience: {patience!r} is not allowed; use a whole number >= 0 (0: never stop early)")
+    budget = Budget(epochs=search.retrain.epochs if epochs is None else epochs,
+                    patience=None if patience == 0 else patience)
     start = search.seed if first_seed is None else first_seed
     return RetrainConfig(search.data, search.model, search.train, budget, tuple(range(start, start + seeds)), device)
 
@@ -138,6 +138,8 @@ class RetrainOutcome:
     """Mean test perplexity over the completed seeds (NaN when none completed)."""
     test_ppl_std: float
     """Sample standard deviation of the same (NaN for fewer than two)."""
+    level: str = "word"
+    """The corpus's tokenisation: "char" tables also show bits per character."""
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -152,12 +154,47 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def epoch_line(seed: int, epochs: int, r: EpochReport, started: float) -> str:
+def epoch_line(seed: int, epochs: int, r: EpochReport, started: float, level: str = "word") -> str:
     """One console line per epoch."""
     width = len(str(epochs))
+    bpc = f" = {bits_per_token(r.val_ppl):.3f} bits/char" if level == "char" else ""
     return (f"seed {seed} · epoch {r.epoch:>{width}}/{epochs} · train loss {r.train_loss:.3f} · val ppl "
-            f"{r.val_ppl:.2f} (best {r.best_val_ppl:.2f}) · lr {r.lr:g} · {r.tokens_per_second:,.0f} tokens/s · "
+            f"{r.val_ppl:.2f}{bpc} (best {r.best_val_ppl:.2f}) · lr {r.lr:g} · {r.tokens_per_second:,.0f} tokens/s · "
             f"{_duration(time.perf_counter() - started)}")
+
+
+class ProgressLine:
+    """Progress inside an epoch: a bar redrawn in place on a terminal, else a line about once a minute."""
+
+    EVERY = 60.0
+    """Seconds between progress lines when the output is not a terminal (a log file)."""
+
+    def __init__(self, seed: int, epochs: int, started: float, out: Callable[[str], None], terminal: bool) -> None:
+        self.seed, self.epochs, self.started, self.out, self.terminal = seed, epochs, started, out, terminal
+        self.last, self.drawn = time.perf_counter(), False
+
+    def text(self, p: Progress) -> str:
+        width = len(str(self.epochs))
+        done = p.batches / max(p.total, 1)
+        bar = "#" * int(done * 20)
+        return (f"seed {self.seed} · epoch {p.epoch:>{width}}/{self.epochs} [{bar:<20}] {done:4.0%} · train loss "
+                f"{p.train_loss:.3f} · {_duration(time.perf_counter() - self.started)}")
+
+    def update(self, p: Progress) -> None:
+        now = time.perf_counter()
+        if self.terminal:
+            sys.stdout.write("\r" + self.text(p))
+            sys.stdout.flush()
+            self.drawn = True
+        elif now - self.last >= self.EVERY:
+            self.out(self.text(p))
+            self.last = now
+
+    def clear(self) -> None:
+        if self.drawn:
+            sys.stdout.write("\r\033[K")
+            self.drawn = False
+        self.last = time.perf_counter()
 
 
 def _record(seed: int, history: list[EpochReport], result: TrainResult | None = None, status: str = "",
@@ -195,37 +232,48 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ChildLM, dict[str, Any]]:
     return model.eval(), ckpt
 
 
-def _scored(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def scored(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The seeds that count: completed, with a finite test perplexity."""
     return [r for r in runs if r["status"] == "completed" and math.isfinite(r["test_ppl"])]
 
 
 def _summary(runs: list[dict[str, Any]]) -> tuple[float, float]:
-    ppls = [r["test_ppl"] for r in _scored(runs)]
+    ppls = [r["test_ppl"] for r in scored(runs)]
     mean = statistics.fmean(ppls) if ppls else math.nan
     return mean, statistics.stdev(ppls) if len(ppls) > 1 else math.nan
 
 
-def summary_line(mean: float, std: float, runs: list[dict[str, Any]]) -> str:
-    """E.g. ``test perplexity 4.95 ± 0.03 over 3 seeds (4.93, 4.98, 4.94)``."""
-    done = _scored(runs)
+def bits_per_token(ppl: float) -> float:
+    """Bits per token (per character at character level): log2 of the perplexity."""
+    return math.log2(ppl) if ppl > 0 else math.nan
+
+
+def summary_line(mean: float, std: float, runs: list[dict[str, Any]], level: str = "word") -> str:
+    """E.g. ``test perplexity 4.95 ± 0.03 over 3 seeds (4.93, 4.98, 4.94)``; at character level followed by
+    ``, 2.31 bits/char``."""
+    done = scored(runs)
     if not done:
         return f"no seed completed ({len(runs)} tried); see the messages above"
+    bpc = f", {statistics.fmean(bits_per_token(r['test_ppl']) for r in done):.3f} bits/char" if level == "char" else ""
     if len(done) == 1:
-        line = f"test perplexity {mean:.2f} (seed {done[0]['seed']})"
+        line = f"test perplexity {mean:.2f}{bpc} (seed {done[0]['seed']})"
     else:
         each = ", ".join(f"{r['test_ppl']:.2f}" for r in done)
-        line = f"test perplexity {mean:.2f} ± {std:.2f} over {len(done)} seeds ({each})"
+        line = f"test perplexity {mean:.2f} ± {std:.2f}{bpc} over {len(done)} seeds ({each})"
     failed = len(runs) - len(done)
     return line + (f"; {failed} seed(s) did not complete" if failed else "")
 
 
 def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, source: str = "",
-            out: Callable[[str], None] = print) -> RetrainOutcome:
+            out: Callable[[str], None] = print, terminal: bool | None = None) -> RetrainOutcome:
     """Train ``spec`` once per seed of ``cfg`` and write the output folder (see the module docstring).
 
     Every check that can fail early (the folder, the data, the hyperparameters) runs before anything is written.
+    Progress inside an epoch is a bar on a terminal (``terminal``; default: when ``out`` is ``print`` to a
+    terminal), else a line about once a minute.
     """
+    if terminal is None:
+        terminal = out is print and sys.stdout.isatty()
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     # the child's settings, spec hyperparameters applied: unknown or invalid ones fail here, before any writing
@@ -254,13 +302,17 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
     for seed in cfg.seeds:
         started, history = time.perf_counter(), []
 
+        progress = ProgressLine(seed, cfg.budget.epochs, started, out, terminal)
+
         def on_epoch(r: EpochReport) -> None:
+            progress.clear()
             history.append(r)
-            out(epoch_line(seed, cfg.budget.epochs, r, started))
+            out(epoch_line(seed, cfg.budget.epochs, r, started, corpus.level))
 
         try:
             result = train_child(spec.cell, corpus, spec.hparams.as_dict(), cfg.budget, cfg.model, cfg.train,
-                                 seed=seed, device=device, evaluate_test=True, on_epoch=on_epoch)
+                                 seed=seed, device=device, evaluate_test=True, on_epoch=on_epoch,
+                                 on_progress=progress.update)
             record = _record(seed, history, result)
         except KeyboardInterrupt:
             write(runs + [_record(seed, history, status="interrupted", message="stopped by Ctrl-C")])
@@ -275,7 +327,58 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
         write(runs)
         out(_seed_line(record, patience))
     mean, std = _summary(runs)
-    return RetrainOutcome(out_dir, tuple(runs), mean, std)
+    return RetrainOutcome(out_dir, tuple(runs), mean, std, corpus.level)
+
+
+def comparison_rows(labels: list[str], outcomes: list[RetrainOutcome]) -> list[dict[str, Any]]:
+    """One row per trained source: its parameters, validation and test perplexity (mean and std over seeds)."""
+    rows = []
+    for label, o in zip(labels, outcomes):
+        done = scored(list(o.runs))
+        vals = [r["val_ppl"] for r in done]
+        row = {"source": label, "params": done[0]["params"] if done else None, "seeds": len(done),
+               "val_ppl": statistics.fmean(vals) if vals else math.nan,
+               "val_ppl_std": statistics.stdev(vals) if len(vals) > 1 else math.nan,
+               "test_ppl": o.test_ppl_mean, "test_ppl_std": o.test_ppl_std, "folder": str(o.out_dir)}
+        if o.level == "char":
+            row["test_bpc"] = bits_per_token(o.test_ppl_mean)
+        rows.append(row)
+    return rows
+
+
+def _mean_std(mean: float, std: float) -> str:
+    return "-" if not math.isfinite(mean) else f"{mean:.2f}" + (f" ± {std:.2f}" if math.isfinite(std) else "")
+
+
+def comparison_lines(labels: list[str], outcomes: list[RetrainOutcome]) -> list[str]:
+    """The side-by-side table of several sources trained under the same settings."""
+    rows = comparison_rows(labels, outcomes)
+    char = any("test_bpc" in r for r in rows)
+    table = [("source", "parameters", "val ppl", "test ppl") + (("bits/char",) if char else ())]
+    for r in rows:
+        table.append((r["source"], f"{r['params']:,}" if r["params"] else "-", _mean_std(r["val_ppl"], r["val_ppl_std"]),
+                      _mean_std(r["test_ppl"], r["test_ppl_std"]))
+                     + ((f"{r['test_bpc']:.3f}" if math.isfinite(r.get("test_bpc", math.nan)) else "-",) if char else ()))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in table]
+
+
+COMPARISON_FILE = "compare.csv"
+
+
+def write_comparison(out_dir: Path, labels: list[str], outcomes: list[RetrainOutcome]) -> Path:
+    """``compare.csv`` in ``out_dir``: :func:`comparison_rows`."""
+    import csv
+    import io
+
+    rows = comparison_rows(labels, outcomes)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out_dir / COMPARISON_FILE, lambda p: p.write_text(buf.getvalue()))
+    return out_dir / COMPARISON_FILE
 
 
 def _seed_line(r: dict[str, Any], patience: int | None) -> str:

@@ -30,7 +30,8 @@ from nas.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, Ran
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402
 from workers.outcome import METRIC, ChildOutcome  # noqa: E402
-from workers.train import batches_per_epoch  # noqa: E402
+from search_spaces import ChildSpec  # noqa: E402
+from workers.train import batches_per_epoch, child_parameters  # noqa: E402
 from workers.trainable import train_trial  # noqa: E402
 
 class SearchError(ValueError):
@@ -90,7 +91,8 @@ class Progress(tune.Callback):
         self.reused(trials)
 
     def reused(self, trials) -> None:
-        """A line for each child the searcher recorded by reusing an earlier child's outcome (no trial runs)."""
+        """A line for each child the searcher recorded without a trial: reusing an earlier child's outcome, or over
+        the parameter budget."""
         if self.run_dir is None:
             return
         for r in read_records(self.run_dir / "children.jsonl")[self.read:]:
@@ -99,6 +101,8 @@ class Progress(tune.Callback):
                 got = ChildOutcome.from_result(r)
                 status = f"= child {r['reused_from']}"
                 self._line(trials, None, status, got.val_ppl if got.status == "completed" else None, r["index"])
+            elif r.get("status") == "over_budget":
+                self._line(trials, None, "over_budget", None, r["index"])
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._line(trials, trial, "failed", None, trial.config.get("index", "?"))
@@ -212,8 +216,13 @@ def plan_resources(cfg: SearchConfig, resources: dict[str, float]) -> Plan:
     return Plan(concurrency, cfg.cpus_per_trial, gpt)
 
 
-def _make_searcher(cfg: SearchConfig, rungs: tuple[int, ...]) -> NasSearcher:
-    space, common = cfg.space.search_space(), dict(seed=cfg.seed, max_children=cfg.trials, rungs=rungs)
+def _make_searcher(cfg: SearchConfig, rungs: tuple[int, ...], vocab_size: int) -> NasSearcher:
+    def count_params(spec: ChildSpec) -> int:
+        return child_parameters(spec.cell, vocab_size, spec.hparams.as_dict(), cfg.model, cfg.train)
+
+    space = cfg.space.search_space()
+    common = dict(seed=cfg.seed, max_children=cfg.trials, rungs=rungs, max_params=cfg.max_params,
+                  count_params=count_params)
     if cfg.algo == "random":
         return RandomSearcher(space, cfg.run_dir, cfg.controller, **common)
     if cfg.algo == "evolution":
@@ -322,7 +331,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     elif resume:
         tune_run_done = True
     if recorded < cfg.trials and tune_run_done:  # a fresh search, or an extension
-        searcher = _make_searcher(cfg, rungs)
+        searcher = _make_searcher(cfg, rungs, corpus.vocab_size)
         if resume:
             searcher.restore_from_dir(str(run_dir))
             _write_config(cfg, plan)  # the new budget, for later resumes

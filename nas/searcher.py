@@ -32,7 +32,7 @@ import pickle
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from ray.tune.search import Searcher
@@ -62,10 +62,14 @@ class NasSearcher(Searcher):
     propose and learn."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = ()) -> None:
+                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
+                 max_params: int | None = None, count_params: Callable[[ChildSpec], int] | None = None) -> None:
         super().__init__(metric=METRIC, mode="min")
+        if max_params is not None and count_params is None:
+            raise ValueError("max_params needs count_params, the parameter count of a proposed child")
         self.space, self.run_dir, self.config, self.seed = space, str(run_dir), config, seed
         self.max_children, self.rungs = max_children, tuple(rungs)
+        self.max_params, self.count_params = max_params, count_params
         self.next_index = 0
         self.live: dict[str, tuple[int, list[int]]] = {}  # trial id -> (index, actions)
         self.finished: set[str] = set()
@@ -107,11 +111,22 @@ class NasSearcher(Searcher):
             index = self.next_index
             self.next_index += 1
             earlier = self.trained.get(key)
-            if earlier is None:
+            if earlier is not None:
+                self._reuse(index, spec, earlier)
+            elif self.max_params is not None and (params := self.count_params(spec)) > self.max_params:
+                self._over_budget(index, spec, params)
+            else:
                 self.live[trial_id] = (index, actions)
                 return {"spec": spec.to_dict(), "index": index, "seed": child_seed(self.seed, index)}
-            self._reuse(index, spec, earlier)
             reused += 1
+
+    def _over_budget(self, index: int, spec: ChildSpec, params: int) -> None:
+        """Record child ``index`` as over the parameter budget, untrained, and teach the controller its reward 0."""
+        outcome = ChildOutcome("over_budget", params=params,
+                               error=f"{params:,} parameters, above max_params {self.max_params:,}: not trained")
+        trial_id = f"over-budget-{index}"
+        self.finished.add(trial_id)
+        self._record(trial_id, index, spec, outcome, {"finished_at": time.time()})
 
     def _reuse(self, index: int, spec: ChildSpec, earlier: dict[str, Any]) -> None:
         """Record child ``index`` with the outcome of the earlier child of the same spec, and learn from it."""
@@ -221,8 +236,9 @@ class ControllerSearcher(NasSearcher):
     trial logs: ``tensorboard --logdir results/<name>``)."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = ()) -> None:
-        super().__init__(space, run_dir, config, seed, max_children, rungs)
+                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
+                 max_params: int | None = None, count_params: Callable[[ChildSpec], int] | None = None) -> None:
+        super().__init__(space, run_dir, config, seed, max_children, rungs, max_params, count_params)
         torch.manual_seed(seed)  # controller init
         self.controller = Controller(space.decisions, config)
         self.optimizer = make_optimizer(self.controller, config)
@@ -288,8 +304,9 @@ class RandomSearcher(NasSearcher):
     """Uniform random search over the same space: the baseline every NAS result should beat."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
-                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = ()) -> None:
-        super().__init__(space, run_dir, config, seed, max_children, rungs)
+                 seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
+                 max_params: int | None = None, count_params: Callable[[ChildSpec], int] | None = None) -> None:
+        super().__init__(space, run_dir, config, seed, max_children, rungs, max_params, count_params)
         self.rng = random.Random(seed)
 
     def _propose(self) -> list[int]:
@@ -308,8 +325,9 @@ class EvolutionSearcher(NasSearcher):
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
                  seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
-                 evolution: EvolutionConfig = EvolutionConfig()) -> None:
-        super().__init__(space, run_dir, config, seed, max_children, rungs)
+                 evolution: EvolutionConfig = EvolutionConfig(), max_params: int | None = None,
+                 count_params: Callable[[ChildSpec], int] | None = None) -> None:
+        super().__init__(space, run_dir, config, seed, max_children, rungs, max_params, count_params)
         self.population = Population([d.size for d in space.decisions], evolution, random.Random(seed))
 
     def _propose(self) -> list[int]:

@@ -71,6 +71,13 @@ def search_with(ws, capsys, toml, *needles, extra=()):
     ("[data]\nlevel = 'byte'\n", ["level", "word"]),
     ("trials = nan\n", ["trials"]),
     ("trials = [\n", ["not valid TOML"]),
+    ("[model]\nrnn = 'gru'\n", ["model.rnn", "cell, torch-lstm"]),
+    ("[model]\ninit_range = -0.1\n", ["model.init_range", "positive"]),
+    ("[train]\nlr_schedule = 'cosine'\n", ["train.lr_schedule", "plateau, step"]),
+    ("[train]\nlr_step_after = -1\n", ["train.lr_step_after", ">= 0"]),
+    ("[retrain]\nepochs = 0\n", ["retrain.epochs", ">= 1"]),
+    ("[retrain]\nlr = 1.0\n", ["retrain.lr", "unknown setting", "epochs, patience"]),
+    ("max_params = 0\n", ["max_params", ">= 1"]),
 ])
 def test_bad_config_file(ws, capsys, toml, needles):
     search_with(ws, capsys, toml, *needles)
@@ -165,7 +172,11 @@ def test_train_inputs(ws, capsys):
     fails(capsys, base + ["--rank", "2"], "--rank applies to a results folder")
     fails(capsys, base + ["--seeds", "0"], "seeds: 0", "use a whole number >= 1")
     fails(capsys, base + ["--epochs", "0"], "budget.epochs: 0")
-    fails(capsys, base + ["--patience", "-1"], "budget.patience: -1")
+    fails(capsys, base + ["--patience", "-1"], "patience: -1", "0: never stop early")
+    fails(capsys, base + ["--top", "2"], "--top K retrains the K best children of one results folder")
+    fails(capsys, base + ["--match-params", "nascell"], "--match-params sizes the torch-lstm source")
+    fails(capsys, base[:2] + ["torch-lstm"] + base[2:] + ["--match-params", "torch-lstm"], "name the model to match")
+    fails(capsys, ["train", "nascell", "nascell"], "given twice")
     fails(capsys, base + ["--device", "gpu"], "'gpu' is not supported", "use cpu")
     fails(capsys, base + ["--device", "meta"], "'meta' is not supported")
     fails(capsys, base + ["--device", "cuda:7"], "CUDA device(s)")
@@ -183,6 +194,27 @@ def test_train_inputs(ws, capsys):
     fails(capsys, ["train", "corpus"], "corpus has no config.json")
     (ws / "corpus" / "config.json").write_text("{}")
     fails(capsys, ["train", "corpus", "--config", "c.toml"], "--config applies to a cell name or spec file")
+
+
+def test_results_show_and_top_inputs(ws, capsys):
+    """`nas train --top K`, `nas results --max-params`, `nas show --rank`: one line each, nothing written."""
+    from nas.results import append_record
+    from search_spaces import ChildSpec, known_cell
+
+    spec = ChildSpec(known_cell("nascell"))
+    for i in range(2):
+        append_record(ws / "run" / "children.jsonl", {"trial_id": f"t{i}", "index": i, "status": "completed",
+                                                     "val_ppl": 10.0 + i, "params": 100, "spec": spec.to_dict(),
+                                                     "formula": "x"})
+    (ws / "run" / "config.json").write_text(json.dumps({"name": "run", "data": {"dataset": str(ws / "corpus")}}))
+    before = sorted(os.listdir(ws / "run"))
+    fails(capsys, ["train", "run", "--top", "3"], "--top 3", "only 2 completed children", "--top 2 or less")
+    fails(capsys, ["train", "run", "--top", "0"], "--top 0", ">= 1")
+    fails(capsys, ["train", "run", "nascell", "--top", "2"], "give just that folder")
+    fails(capsys, ["results", "run", "--max-params", "0"], "--max-params 0", ">= 1")
+    fails(capsys, ["show", "run", "--rank", "3"], "rank 3", "from 1 to 2")
+    fails(capsys, ["show", "nascell", "--rank", "2"], "--rank applies to a results folder")
+    assert sorted(os.listdir(ws / "run")) == before
 
 
 def test_train_a_named_cell_with_a_config_and_seeds(ws, capsys):

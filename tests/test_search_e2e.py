@@ -214,6 +214,52 @@ def test_train_retrains_a_child_of_the_search_with_its_settings(search, tmp_path
 
 
 
+def test_top_k_retrains_the_best_children_and_picks_the_winner_by_validation(search):
+    """`nas train results/tiny --top 3`: the search's three best retrained, tau against a hand count, the winner
+    by retrained validation perplexity, exported."""
+    from nas.results import load_cells, spec_at_rank
+
+    root, run_dir, _ = search
+    p = run(["train", "results/tiny", "--top", "3", "--epochs", "1"], cwd=root)
+    out = run_dir / "train-top3"
+    doc = json.loads((out / "top.json").read_text())
+    rows = doc["rows"]
+    cells = load_cells(run_dir).set_index("rank")
+    assert [r["search_rank"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert r["search_val_ppl"] == pytest.approx(cells.loc[r["search_rank"], "val_ppl"])
+        retrained = json.loads((out / f"rank{r['search_rank']}" / "train.json").read_text())
+        assert ChildSpec.from_dict(retrained["spec"]) == spec_at_rank(run_dir, r["search_rank"])
+        assert r["val_ppl"] == pytest.approx(retrained["runs"][0]["val_ppl"])
+        assert r["test_ppl"] == pytest.approx(retrained["runs"][0]["test_ppl"])
+    search_ppl, val = [r["search_val_ppl"] for r in rows], [r["val_ppl"] for r in rows]
+    signs = [(search_ppl[i] - search_ppl[j]) * (val[i] - val[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert doc["kendall_tau_b"] == pytest.approx(sum(1 if s > 0 else -1 for s in signs) / 3)  # no ties
+    winner = min(rows, key=lambda r: r["val_ppl"])["search_rank"]
+    assert doc["winner_search_rank"] == winner
+    assert ChildSpec.from_json((out / "spec.json").read_text()) == spec_at_rank(run_dir, winner)
+    assert (out / "winner.py").is_file() and (out / "top.csv").is_file()
+    assert "Kendall tau-b" in p.stdout and f"search rank {winner}" in p.stdout
+    p = run(["export", "results/tiny/train-top3/spec.json", "--out", "winner_again.py"], cwd=root)
+    assert (root / "winner_again.py").is_file()
+
+
+def test_show_prints_a_child_of_the_search_and_draws_it(search):
+    from nas.results import child_at_rank
+
+    root, run_dir, _ = search
+    p = run(["show", "results/tiny", "--rank", "2", "--plot", "cell.png"], cwd=root)
+    child = child_at_rank(run_dir, 2)
+    spec = ChildSpec.from_json(child["spec"])
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith(f"results/tiny rank 2 (child {child['index']}): base 8")
+    assert [line.strip() for line in lines[2:2 + len(spec.cell.formula().splitlines())]] == \
+        spec.cell.formula().splitlines()  # the whole formula, not cut to one line
+    assert "hyperparameters: " + ", ".join(f"{k}={v}" for k, v in spec.hparams.as_dict().items()) in lines
+    assert f"outcome: completed, val ppl {child['val_ppl']:.2f}" in p.stdout
+    assert (root / "cell.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote cell.png" in p.stdout
+
+
 def test_progress_prints_a_line_for_each_reused_child(tmp_path):
     """Reused children run no trial, so the progress callback reads them from children.jsonl when a trial starts
     (a searcher records them while it suggests) and at the end."""

@@ -14,10 +14,10 @@ from typing import Any, Mapping
 METRIC = "val_ppl"
 """What the searcher minimises: validation perplexity (best over the child's epochs)."""
 
-STATUSES: tuple[str, ...] = ("completed", "diverged", "failed", "stopped")
+STATUSES: tuple[str, ...] = ("completed", "diverged", "failed", "stopped", "over_budget")
 """How a child can end: trained to its budget; a loss became NaN/inf; it raised; stopped by an early-stopping
-scheduler at a rung, i.e. at a lower fidelity. (A child cut off by Ctrl-C is not recorded: Tune runs it again when
-the search resumes.)"""
+scheduler at a rung, i.e. at a lower fidelity; not trained because its model has more parameters than the search's
+``max_params``. (A child cut off by Ctrl-C is not recorded: Tune runs it again when the search resumes.)"""
 
 
 @dataclass(frozen=True)

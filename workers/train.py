@@ -39,6 +39,7 @@ def _diverged(loss: float) -> bool:
 
 
 PRECISIONS = ("float32", "bfloat16")
+LR_SCHEDULES = ("plateau", "step")
 
 
 def autocast(device: torch.device, precision: str):
@@ -56,7 +57,13 @@ class TrainConfig:
     optimizer: str = "sgd"
     """"sgd" (word_language_model) or "adam"."""
     lr_decay: float = 4.0
-    """Divide the learning rate by this when validation loss does not improve (word_language_model: 4)."""
+    """The learning rate's divisor under ``lr_schedule`` (word_language_model: 4; Zaremba et al. 2014: 2)."""
+    lr_schedule: str = "plateau"
+    """How SGD's learning rate falls (:func:`lr_at`). "plateau": divided by ``lr_decay`` after every epoch without
+    a better validation loss (word_language_model); "step": constant for the first ``lr_step_after`` epochs, then
+    divided by ``lr_decay`` every epoch (Zaremba et al. 2014). Adam keeps its rate."""
+    lr_step_after: int = 4
+    """Epochs at the initial rate under the "step" schedule (Zaremba et al. 2014: 4 small, 6 medium, 14 large)."""
     clip: float = 0.25
     """Gradient-norm clipping threshold (word_language_model: 0.25)."""
     batch_size: int = 20
@@ -76,6 +83,10 @@ class TrainConfig:
     (:mod:`workers.cuda_graph`; never on a CPU); "off": eager steps."""
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"train.lr_schedule: {self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
+        if not isinstance(self.lr_step_after, int) or isinstance(self.lr_step_after, bool) or self.lr_step_after < 0:
+            raise ValueError(f"train.lr_step_after: {self.lr_step_after!r} is not allowed; use a whole number >= 0")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"train.optimizer: {self.optimizer!r} is not one of sgd, adam")
         if self.precision not in PRECISIONS:
@@ -161,6 +172,21 @@ class RungReport:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """Where training is inside an epoch (reported every 25 batches)."""
+
+    epoch: int
+    batches: int
+    """Training batches done in this epoch."""
+    total: int
+    """Training batches this epoch will run."""
+    train_loss: float
+    """Mean training loss of this epoch so far."""
+    tokens: int
+    """Training tokens of this epoch so far."""
+
+
+@dataclass(frozen=True)
 class TrainResult:
     """The outcome of :func:`train_child`."""
 
@@ -208,6 +234,15 @@ def outcome_of(result: TrainResult) -> ChildOutcome:
                         result.message, fidelity=result.batches,
                         rung_ppl={str(r.batches): r.val_ppl for r in result.rungs}, kernels=result.kernels,
                         cuda_graphs=result.cuda_graphs)
+
+
+def child_parameters(cell: Cell, vocab_size: int, hparams: Mapping[str, Any] | None = None,
+                     model_config: ModelConfig = ModelConfig(), train_config: TrainConfig = TrainConfig()) -> int:
+    """Trainable parameters of the model :func:`train_child` builds for these arguments, counted on the meta
+    device (no memory, no training)."""
+    mcfg, _ = split_hparams(hparams or {}, model_config, train_config)
+    with torch.device("meta"):
+        return count_parameters(build_child(cell, vocab_size, mcfg, kernels="torch"))
 
 
 def batches_per_epoch(budget: Budget, rows: int, bptt: int) -> int:
@@ -319,6 +354,16 @@ def evaluate(model: ChildLM, data: torch.Tensor, bptt: int, precision: str = "fl
     return total / max(count, 1)
 
 
+def lr_at(config: TrainConfig, epoch: int, stale_epochs: int = 0) -> float:
+    """SGD's learning rate for ``epoch`` (from 1) under ``config.lr_schedule``; ``stale_epochs`` counts the epochs
+    so far that did not improve the validation loss (what "plateau" divides by). Adam keeps ``config.lr``."""
+    if config.optimizer != "sgd":
+        return config.lr
+    if config.lr_schedule == "step":
+        return config.lr / config.lr_decay ** max(0, epoch - config.lr_step_after)
+    return config.lr / config.lr_decay ** stale_epochs
+
+
 def perplexity(loss: float) -> float:
     """exp(loss), inf when it overflows, NaN for NaN."""
     if math.isnan(loss):
@@ -338,21 +383,23 @@ def train_child(
     on_epoch: Callable[[EpochReport], None] | None = None,
     evaluate_test: bool = False,
     on_rung: Callable[[RungReport], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
     """Train a child LM with ``cell`` on ``corpus``; ``hparams`` override fields of the two configs.
 
     Deterministic on CPU for a given seed (and thread count). ``on_epoch`` is called after every epoch,
-    ``on_rung`` after each of ``budget.report_at`` training batches (at an epoch's end, with its evaluation).
+    ``on_rung`` after each of ``budget.report_at`` training batches (at an epoch's end, with its evaluation),
+    ``on_progress`` every 25 training batches inside an epoch.
     """
     dev = pick_device(device)
     # Triton launches on the current CUDA device and a CUDA graph captures on it: make it the child's own
     with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
         return _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch,
-                            evaluate_test, on_rung)
+                            evaluate_test, on_rung, on_progress)
 
 
 def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch, evaluate_test,
-                 on_rung) -> TrainResult:
+                 on_rung, on_progress) -> TrainResult:
     mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
     torch.manual_seed(seed)
     model = build_child(cell, corpus.vocab_size, mcfg, kernels=tcfg.cell_kernels).to(dev)
@@ -365,13 +412,13 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
     if graphs:
         step = GraphedTrainStep(step)
 
-    lr, best_loss, best_state = tcfg.lr, math.inf, None
-    train_seconds, history, stale = 0.0, [], 0
+    best_loss, best_state = math.inf, None
+    train_seconds, history, stale, stale_epochs = 0.0, [], 0, 0
     windows = list(range(0, train.size(0) - 1, tcfg.bptt))  # start row of every BPTT window of the split
     per_epoch = batches_per_epoch(budget, train.size(0), tcfg.bptt)
     cursor = done = 0  # next window (carried over epochs cut short by max_batches); batches done in all epochs
     rungs, rung_reports = set(budget.report_at), []
-    kernels = "triton" if use_triton(tcfg.cell_kernels, train) else "torch"
+    kernels = "" if mcfg.rnn != "cell" else "triton" if use_triton(tcfg.cell_kernels, train) else "torch"
 
     def rung(loss: float, epoch: int, seconds: float) -> None:
         rung_reports.append(RungReport(done, epoch, loss, perplexity(loss), seconds, params))
@@ -391,6 +438,8 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
                            rungs=tuple(rung_reports), kernels=kernels)
 
     for epoch in range(1, budget.epochs + 1):
+        lr = lr_at(tcfg, epoch, stale_epochs)
+        step.set_lr(lr)
         model.train()
         state: State | None = None
         loss_sum = torch.zeros((), device=dev)
@@ -408,8 +457,12 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
             tokens += targets.numel()
             batches += 1
             done += 1
-            if batches % 25 == 0 and _diverged(loss_sum.item() / batches):  # one device sync per 25 steps
-                break
+            if batches % 25 == 0:  # one device sync per 25 steps
+                running = loss_sum.item() / batches
+                if _diverged(running):
+                    break
+                if on_progress is not None:
+                    on_progress(Progress(epoch, batches, per_epoch, running, tokens))
             if done in rungs and batches < per_epoch:  # a rung at the epoch's end uses the epoch's evaluation
                 rung_start = time.perf_counter()
                 rung_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
@@ -436,10 +489,7 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
             if evaluate_test:  # a CPU copy: no second model in GPU memory
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
-            stale += 1
-            if tcfg.optimizer == "sgd":
-                lr /= tcfg.lr_decay
-                step.set_lr(lr)
+            stale, stale_epochs = stale + 1, stale_epochs + 1
         report = EpochReport(epoch, train_loss, val_loss, perplexity(val_loss), perplexity(best_loss), lr, tokens,
                              train_seconds, tokens / seconds if seconds > 0 else math.nan, done)
         history.append(report)
