@@ -47,7 +47,7 @@ import ray  # noqa: E402
 
 from nas.compare import best_so_far, compute_to_reach, plot_curves, value_at  # noqa: E402
 from nas.config import SearchConfig, config_from_dict  # noqa: E402
-from nas.results import read_records  # noqa: E402
+from nas.records import read_records  # noqa: E402
 from nas.search import run_search  # noqa: E402
 
 CHILD = {

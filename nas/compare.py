@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from nas.results import CHILDREN_FILE, atomic_write, read_records
+from nas.records import CHILDREN_FILE, atomic_write, read_records
 
 DEFAULT_AT = (25, 50, 100, 150)
 """The numbers of children ``nas compare`` shows the best-so-far value at (then each run's final count)."""

@@ -27,7 +27,8 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from nas.export import write_export
-from nas.results import atomic_write, json_safe, load_cells
+from nas.records import atomic_write, json_safe
+from nas.results import load_cells
 from nas.retrain import RetrainConfig, RetrainOutcome, retrain
 from search_spaces import ChildSpec
 

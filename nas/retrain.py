@@ -42,7 +42,7 @@ from typing import Any, Callable
 import torch
 
 from nas.config import DataConfig, SearchConfig
-from nas.results import atomic_write, json_safe
+from nas.records import atomic_write, json_safe
 from search_spaces import ChildSpec
 from workers.data import load_corpus
 from workers.model import ChildLM, ModelConfig, build_child

@@ -25,7 +25,8 @@ from ray import tune  # noqa: E402
 
 from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
 from nas.export import write_export  # noqa: E402
-from nas.results import atomic_write, leaderboard, load_cells, read_records, spec_at_rank, write_tables  # noqa: E402
+from nas.records import atomic_write, read_records  # noqa: E402
+from nas.results import leaderboard, load_cells, spec_at_rank, write_tables  # noqa: E402
 from nas.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402

@@ -40,7 +40,7 @@ from ray.tune.search import Searcher
 from nas.controller import Controller, ControllerConfig
 from nas.evolution import EvolutionConfig, Population
 from nas.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
-from nas.results import append_record, read_records
+from nas.records import append_record, read_records
 from search_spaces.space import ChildSpec, SearchSpace
 from workers.outcome import METRIC, ChildOutcome
 

@@ -13,7 +13,7 @@ from nas.compare import (
     _by_children, _by_compute, best_so_far, comparison_table, compute_to_reach, format_seconds, parse_counts,
     plot_curves, value_at,
 )
-from nas.results import append_record
+from nas.records import append_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 nan = math.nan

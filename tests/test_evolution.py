@@ -9,7 +9,7 @@ import pytest
 
 from nas.evolution import EvolutionConfig
 from nas.searcher import EvolutionSearcher
-from nas.results import read_records
+from nas.records import read_records
 from search_spaces import CellSpace, ChildSpec, LayerSpace, SearchSpace
 
 SPACE = SearchSpace(CellSpace(4), LayerSpace.of({"num_layers": [1, 2], "hidden_size": [16, 32]}))

@@ -3,7 +3,7 @@
 import pytest
 
 from nas.config import config_from_dict
-from nas.results import read_records
+from nas.records import read_records
 from nas.search import run_search
 from test_search_e2e import write_tiny_corpus
 

@@ -11,7 +11,7 @@ import nas.rerank as rerank_module
 from nas.cli import main
 from nas.config import config_from_dict
 from nas.rerank import kendall_tau_b, retrain_top
-from nas.results import append_record
+from nas.records import append_record
 from nas.retrain import RetrainOutcome, bits_per_token, load_checkpoint, retrain, retrain_config
 from nas.sources import matched_hidden_size, parameter_count, with_rnn
 from nas.searcher import RandomSearcher

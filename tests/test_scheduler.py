@@ -4,7 +4,8 @@ child is recorded with the fidelity it reached and its perplexity there, and it 
 import pandas as pd
 
 from nas.config import SchedulerConfig
-from nas.results import leaderboard, load_cells, read_records
+from nas.records import read_records
+from nas.results import leaderboard, load_cells
 from test_faults import search_on_local_ray, tiny_config
 
 

@@ -142,7 +142,7 @@ def test_fake_gpu_packing_runs_four_children_at_once(tmp_path):
     import ray
 
     from nas.config import config_from_dict
-    from nas.results import read_records
+    from nas.records import read_records
     from nas.search import run_search
 
     data = write_tiny_corpus(tmp_path / "corpus")
@@ -263,7 +263,7 @@ def test_show_prints_a_child_of_the_search_and_draws_it(search):
 def test_progress_prints_a_line_for_each_reused_child(tmp_path):
     """Reused children run no trial, so the progress callback reads them from children.jsonl when a trial starts
     (a searcher records them while it suggests) and at the end."""
-    from nas.results import append_record
+    from nas.records import append_record
     from nas.search import Progress
 
     lines = []

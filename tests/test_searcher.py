@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nas.controller import ControllerConfig
-from nas.results import read_records
+from nas.records import read_records
 from nas.searcher import ControllerSearcher, NasSearcher, RandomSearcher, child_seed
 from search_spaces import CellSpace, LayerSpace, SearchSpace
 
