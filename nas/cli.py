@@ -134,9 +134,21 @@ def cmd_results(args: argparse.Namespace) -> None:
         if kept.empty:
             return
         cells = kept
-    print(leaderboard(cells, top=args.top, sort=args.sort))
+    print(leaderboard(cells, top=args.top, sort=args.sort, level=_run_level(Path(args.dir))))
     if args.plot:
         print(f"plot written to {plot_progress(args.dir)}")
+
+
+def _run_level(run_dir: Path) -> str:
+    """The tokenisation a run's children trained at ("word" when its config is missing or unreadable)."""
+    from nas.config import CONFIG_FILE, config_from_dict
+    from workers.data import resolved_level
+
+    try:
+        data = config_from_dict(json.loads((run_dir / CONFIG_FILE).read_text())).data
+    except (OSError, ValueError):
+        return "word"
+    return resolved_level(data.source, data.level)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

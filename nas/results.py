@@ -236,8 +236,9 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if pd.isna(value) else format(value, spec)
 
 
-def leaderboard(df: pd.DataFrame, top: int = 5, sort: str = "val_ppl", width: int = 150) -> str:
-    """A one-line summary and a fixed-width table of the ``top`` children by ``sort`` (non-completed last)."""
+def leaderboard(df: pd.DataFrame, top: int = 5, sort: str = "val_ppl", width: int = 150, level: str = "word") -> str:
+    """A one-line summary and a fixed-width table of the ``top`` children by ``sort`` (non-completed last); at
+    character ``level`` the validation bits per character (log2 of the perplexity) beside the perplexity."""
     hps = hparam_columns(df)
     sortable = ["val_ppl", "reward", "params", "train_seconds", "index", "epochs", "fidelity", *hps]
     if sort not in sortable:
@@ -252,6 +253,8 @@ def leaderboard(df: pd.DataFrame, top: int = 5, sort: str = "val_ppl", width: in
     table: dict[str, list[str]] = {
         "rank": [_fmt(v, "d") for v in rows["rank"]], "index": [_fmt(v, "d") for v in rows["index"]],
         "status": [_fmt(v, "s") for v in rows["status"]], "val_ppl": [_fmt(v, ".2f") for v in rows["val_ppl"]],
+        **({"bits/char": [_fmt(np.log2(v) if pd.notna(v) and v > 0 else math.nan, ".3f") for v in rows["val_ppl"]]}
+           if level == "char" else {}),
         "reward": [_fmt(v, ".4g") for v in rows["reward"]], "params": [_fmt(v, ",d") for v in rows["params"]],
         "train_seconds": [_fmt(v, ".1f") for v in rows["train_seconds"]],
     }

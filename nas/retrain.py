@@ -282,8 +282,9 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
     seeds = ", ".join(map(str, cfg.seeds))
     patience = cfg.budget.patience
     stop = f"stopping after {patience} epochs without a better validation loss" if patience else "no early stop"
+    plural = "" if cfg.budget.epochs == 1 else "s"
     out(f"training {source or 'the cell'} on {corpus.name} ({corpus.level}, vocab {corpus.vocab_size:,}, "
-        f"{corpus.train.numel():,} training tokens): up to {cfg.budget.epochs} epochs, {stop}; seed(s) {seeds}; "
+        f"{corpus.train.numel():,} training tokens): up to {cfg.budget.epochs} epoch{plural}, {stop}; seed(s) {seeds}; "
         f"writing {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / SPEC_FILE, lambda p: p.write_text(spec.to_json() + "\n"))

@@ -353,7 +353,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     best_export = None
     if (cells["status"] == "completed").any():
         best_export, _ = write_export(spec_at_rank(run_dir, 1), run_dir / "best_cell.py")
-    board = leaderboard(cells, top=5)
+    board = leaderboard(cells, top=5, level=corpus.level)
     out(f"\n{board}\n")
     out(f"{finished} children in {elapsed:.0f} s ({_trained(cells)}); tables and plot in {shown(run_dir)}")
     if best_export:

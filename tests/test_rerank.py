@@ -190,3 +190,17 @@ def test_several_sources_train_under_one_recipe_side_by_side(tiny, capsys, monke
         assert line.split() == [name, f"{run['params']:,}", f"{run['val_ppl']:.2f}", f"{run['test_ppl']:.2f}"]
     rows = (tmp / "side" / "compare.csv").read_text().splitlines()
     assert rows[0].startswith("source,params,seeds,val_ppl") and len(rows) == 3
+
+
+def test_character_level_leaderboards_show_bits_per_character(tmp_path):
+    from nas.results import children_table, leaderboard
+    from workers.data import resolved_level
+
+    spec = ChildSpec(random_cell(2, 0))
+    table = children_table([child_record(0, 5.0, spec), child_record(1, 8.0, spec)])
+    char = leaderboard(table, level="char").splitlines()
+    assert char[1].split()[3:5] == ["val_ppl", "bits/char"]
+    assert char[2].split()[3:5] == ["5.00", f"{math.log2(5.0):.3f}"] and char[3].split()[4] == "3.000"
+    assert "bits/char" not in leaderboard(table)  # word level: perplexity only
+    assert resolved_level("shakespeare") == "char" and resolved_level(str(tmp_path)) == "word"
+    assert resolved_level("shakespeare", "word") == "word"

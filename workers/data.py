@@ -93,17 +93,26 @@ class Corpus:
         )
 
 
+def resolved_level(source: str | os.PathLike[str], level: str = "auto") -> str:
+    """The tokenisation ``load_corpus(source, level)`` uses: ``level``, or for "auto" char for a bundled corpus
+    and word for a directory."""
+    if level != "auto":
+        return level
+    return _BUNDLED_LEVEL[source] if isinstance(source, str) and source in BUNDLED else "word"
+
+
 def load_corpus(source: str | os.PathLike[str] = "shakespeare", level: str = "auto") -> Corpus:
     """Load a bundled corpus by name (see :data:`BUNDLED`) or a corpus directory, tokenised at ``level``."""
     if level not in LEVELS:
         raise DataError(f"level {level!r} is not allowed; use one of {', '.join(LEVELS)}")
     if isinstance(source, str) and source in BUNDLED:
         texts = _bundled_texts(source)
-        name, level = source, _BUNDLED_LEVEL[source] if level == "auto" else level
+        name = source
     else:
         directory = _corpus_directory(source)
         texts = tuple(_read_split(directory / f) for f in _split_files(directory))
-        name, level = directory.resolve().name, "word" if level == "auto" else level
+        name = directory.resolve().name
+    level = resolved_level(source, level)
     vocab, train, valid, test = _encode(texts, level)
     return Corpus(name=name, level=level, vocab=vocab, train=train, valid=valid, test=test)
 
