@@ -1,6 +1,7 @@
 """Results people can trust: Kendall's tau, the winner of `--top K` picked by retrained validation (never test),
 the reference LSTM through the same loop, the step schedule, the parameter budget, bits per character."""
 
+import dataclasses
 import json
 import math
 
@@ -204,3 +205,16 @@ def test_character_level_leaderboards_show_bits_per_character(tmp_path):
     assert "bits/char" not in leaderboard(table)  # word level: perplexity only
     assert resolved_level("shakespeare") == "char" and resolved_level(str(tmp_path)) == "word"
     assert resolved_level("shakespeare", "word") == "word"
+
+
+def test_a_search_config_with_max_params_gives_its_searcher_the_budget_and_the_count(tmp_path):
+    from nas.search import _make_searcher
+
+    cfg = config_from_dict({"max_params": 5000, "results_dir": str(tmp_path), "model": {"hidden_size": 8},
+                            "space": {"base": 2, "layers": {"hidden_size": [8, 16], "num_layers": [1, 2]}}})
+    for algo in ("reinforce", "random", "evolution"):
+        searcher = _make_searcher(dataclasses.replace(cfg, algo=algo), (), 50)
+        spec = ChildSpec(random_cell(2, 1), HParams.of({"hidden_size": 16, "num_layers": 2}))
+        assert searcher.max_params == 5000
+        assert searcher.count_params(spec) == child_parameters(spec.cell, 50, spec.hparams.as_dict(), cfg.model,
+                                                               cfg.train)
