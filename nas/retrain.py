@@ -386,6 +386,7 @@ def _seed_line(r: dict[str, Any], patience: int | None) -> str:
     if r["status"] != "completed":
         return f"seed {r['seed']}: {r['status']} after {r['epochs']} epoch(s): {r['message'].splitlines()[0]}"
     stop = f" (stopped: no better validation loss in {patience} epochs)" if r["stopped_early"] else ""
+    epochs = f"{r['epochs']} epoch" + ("" if r["epochs"] == 1 else "s")
     return (f"seed {r['seed']}: test ppl {r['test_ppl']:.2f}, best val ppl {r['val_ppl']:.2f} (epoch "
-            f"{r['best_epoch']}), {r['epochs']} epochs{stop}, {r['params']:,} parameters, "
+            f"{r['best_epoch']}), {epochs}{stop}, {r['params']:,} parameters, "
             f"{_duration(r['train_seconds'])} training")
