@@ -193,7 +193,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
     from nas.retrain import (
-        comparison_lines, default_out_dir, fresh_dir, retrain, retrain_config, summary_line, write_comparison,
+        check_out_dir, comparison_lines, default_out_dir, fresh_dir, retrain, retrain_config, summary_line,
+        write_comparison,
     )
     from nas.sources import match_params, slug, train_source
 
@@ -235,8 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         out = Path(args.out) if args.out else default_out_dir(search.results_dir, "compare")
         dirs = [out / slug(label) for label, _, _ in jobs]
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise UserError(f"--out {out} already exists and is not an empty folder; choose another --out")
+        check_out_dir(out)  # before the first source trains
     outcomes = []
     for (label, spec, job_cfg), job_out in zip(jobs, dirs):
         outcome = retrain(spec, job_cfg, job_out, source=label)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,7 +28,9 @@ import pandas as pd
 from nas.export import write_export
 from nas.records import atomic_write, json_safe
 from nas.results import load_cells
-from nas.retrain import RetrainConfig, RetrainOutcome, retrain
+from nas.retrain import (
+    RetrainConfig, RetrainOutcome, check_out_dir, format_mean_std, mean_std, retrain, scored, text_table,
+)
 from search_spaces import ChildSpec
 
 TOP_CSV = "top.csv"
@@ -71,14 +72,9 @@ class TopOutcome:
     """Search rank of the child with the best retrained validation perplexity (None when none completed)."""
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return (statistics.fmean(values) if values else math.nan,
-            statistics.stdev(values) if len(values) > 1 else math.nan)
-
-
 def _row(rank: int, child: pd.Series, outcome: RetrainOutcome) -> dict[str, Any]:
-    done = [r for r in outcome.runs if r["status"] == "completed" and math.isfinite(r["test_ppl"])]
-    val, val_std = _mean_std([r["val_ppl"] for r in done])
+    done = scored(list(outcome.runs))
+    val, val_std = mean_std([r["val_ppl"] for r in done])
     return {"search_rank": rank, "index": int(child["index"]), "search_val_ppl": float(child["val_ppl"]),
             "params": int(child["params"]) if pd.notna(child.get("params")) else None, "seeds": len(done),
             "val_ppl": val, "val_ppl_std": val_std, "test_ppl": outcome.test_ppl_mean,
@@ -86,8 +82,8 @@ def _row(rank: int, child: pd.Series, outcome: RetrainOutcome) -> dict[str, Any]
 
 
 def _with_retrained_ranks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    scored = sorted((r for r in rows if math.isfinite(r["val_ppl"])), key=lambda r: (r["val_ppl"], r["search_rank"]))
-    place = {r["search_rank"]: i for i, r in enumerate(scored, 1)}
+    ranked = sorted((r for r in rows if math.isfinite(r["val_ppl"])), key=lambda r: (r["val_ppl"], r["search_rank"]))
+    place = {r["search_rank"]: i for i, r in enumerate(ranked, 1)}
     return [{**r, "retrained_rank": place.get(r["search_rank"])} for r in rows]
 
 
@@ -110,9 +106,7 @@ def retrain_top(run_dir: str | Path, k: int, cfg: RetrainConfig, out_dir: str | 
     """Retrain the ``k`` best children of the search in ``run_dir`` under ``cfg`` into ``out_dir`` (see the module
     docstring) and pick the winner by retrained validation perplexity."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ValueError(f"--out {out_dir} already exists and is not an empty folder; choose another --out (or "
-                         "delete it) so no earlier result is overwritten")
+    check_out_dir(out_dir)
     children = top_children(run_dir, k)
     specs = {int(c["rank"]): ChildSpec.from_json(c["spec"]) for _, c in children.iterrows()}
     rows: list[dict[str, Any]] = []
@@ -123,9 +117,9 @@ def retrain_top(run_dir: str | Path, k: int, cfg: RetrainConfig, out_dir: str | 
         rows.append(_row(rank, child, outcome))
         _write(out_dir, rows, None)  # after every child, so an interrupted run keeps the finished ones
     rows = _with_retrained_ranks(rows)
-    scored = [r for r in rows if r["retrained_rank"] is not None]
-    tau = kendall_tau_b([r["search_val_ppl"] for r in scored], [r["val_ppl"] for r in scored])
-    winner = min(scored, key=lambda r: (r["val_ppl"], r["search_rank"]))["search_rank"] if scored else None
+    retrained = [r for r in rows if r["retrained_rank"] is not None]
+    tau = kendall_tau_b([r["search_val_ppl"] for r in retrained], [r["val_ppl"] for r in retrained])
+    winner = min(retrained, key=lambda r: (r["val_ppl"], r["search_rank"]))["search_rank"] if retrained else None
     _write(out_dir, rows, tau, winner)
     if winner is not None:
         atomic_write(out_dir / "spec.json", lambda p: p.write_text(specs[winner].to_json() + "\n"))
@@ -143,16 +137,12 @@ def _write(out_dir: Path, rows: list[dict[str, Any]], tau: float | None, winner:
 
 def top_lines(top: TopOutcome) -> list[str]:
     """The console table: search rank and perplexity against the retrained ones, tau and the winner."""
-    def ms(mean: float, std: float) -> str:
-        return "-" if not math.isfinite(mean) else f"{mean:.2f}" + (f" ± {std:.2f}" if math.isfinite(std) else "")
-
     table = [("search rank", "search val ppl", "retrained val ppl", "test ppl", "retrained rank", "parameters")]
     for r in top.rows:
-        table.append((str(r["search_rank"]), f"{r['search_val_ppl']:.2f}", ms(r["val_ppl"], r["val_ppl_std"]),
-                      ms(r["test_ppl"], r["test_ppl_std"]), str(r.get("retrained_rank") or "-"),
+        table.append((str(r["search_rank"]), f"{r['search_val_ppl']:.2f}", format_mean_std(r["val_ppl"], r["val_ppl_std"]),
+                      format_mean_std(r["test_ppl"], r["test_ppl_std"]), str(r.get("retrained_rank") or "-"),
                       f"{r['params']:,}" if r["params"] else "-"))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in table]
+    lines = text_table(table)
     tau = "n/a (fewer than two retrained)" if not math.isfinite(top.tau) else f"{top.tau:+.2f}"
     lines.append(f"Kendall tau-b between the search's order and the retrained one: {tau}")
     if top.winner is None:

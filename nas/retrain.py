@@ -123,9 +123,14 @@ def fresh_dir(path: Path) -> Path:
     return candidate
 
 
+def folder_safe(text: str) -> str:
+    """``text`` with every character but letters, digits, ``-`` and ``_`` replaced by ``-``."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
 def default_out_dir(results_dir: str | os.PathLike, label: str) -> Path:
     """``<results_dir>/train-<label>-<date>-<time>`` (made unique) for a cell given by name or spec file."""
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in Path(label).stem) or "cell"
+    stem = folder_safe(Path(label).stem) or "cell"
     return fresh_dir(Path(results_dir) / f"train-{stem}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
 
 
@@ -142,7 +147,8 @@ class RetrainOutcome:
     """The corpus's tokenisation: "char" tables also show bits per character."""
 
 
-def _check_out_dir(out_dir: Path) -> None:
+def check_out_dir(out_dir: Path) -> None:
+    """Raise ValueError unless ``out_dir`` is new or an empty folder (no earlier result is overwritten)."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ValueError(f"--out {out_dir} already exists and is not an empty folder; choose another --out "
                          "(or delete it) so no earlier result is overwritten")
@@ -237,10 +243,26 @@ def scored(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r["status"] == "completed" and math.isfinite(r["test_ppl"])]
 
 
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean (NaN for none) and sample standard deviation (NaN for fewer than two)."""
+    return (statistics.fmean(values) if values else math.nan,
+            statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def format_mean_std(mean: float, std: float) -> str:
+    """``12.34 ± 0.56``, ``12.34`` without a std, ``-`` without a mean."""
+    return "-" if not math.isfinite(mean) else f"{mean:.2f}" + (f" ± {std:.2f}" if math.isfinite(std) else "")
+
+
+def text_table(rows: list[tuple[str, ...]], left: int = 0) -> list[str]:
+    """Fixed-width lines of ``rows`` (the header first): the first ``left`` columns left-aligned, the rest right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in rows]
+
+
 def _summary(runs: list[dict[str, Any]]) -> tuple[float, float]:
-    ppls = [r["test_ppl"] for r in scored(runs)]
-    mean = statistics.fmean(ppls) if ppls else math.nan
-    return mean, statistics.stdev(ppls) if len(ppls) > 1 else math.nan
+    return mean_std([r["test_ppl"] for r in scored(runs)])
 
 
 def bits_per_token(ppl: float) -> float:
@@ -275,7 +297,7 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
     if terminal is None:
         terminal = out is print and sys.stdout.isatty()
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    check_out_dir(out_dir)
     # the child's settings, spec hyperparameters applied: unknown or invalid ones fail here, before any writing
     child_model, child_train = split_hparams(spec.hparams.as_dict(), cfg.model, cfg.train)
     corpus = load_corpus(cfg.data.source, cfg.data.level)
@@ -336,19 +358,13 @@ def comparison_rows(labels: list[str], outcomes: list[RetrainOutcome]) -> list[d
     rows = []
     for label, o in zip(labels, outcomes):
         done = scored(list(o.runs))
-        vals = [r["val_ppl"] for r in done]
+        val, val_std = mean_std([r["val_ppl"] for r in done])
         row = {"source": label, "params": done[0]["params"] if done else None, "seeds": len(done),
-               "val_ppl": statistics.fmean(vals) if vals else math.nan,
-               "val_ppl_std": statistics.stdev(vals) if len(vals) > 1 else math.nan,
-               "test_ppl": o.test_ppl_mean, "test_ppl_std": o.test_ppl_std, "folder": str(o.out_dir)}
+               "val_ppl": val, "val_ppl_std": val_std, "test_ppl": o.test_ppl_mean, "test_ppl_std": o.test_ppl_std, "folder": str(o.out_dir)}
         if o.level == "char":
             row["test_bpc"] = bits_per_token(o.test_ppl_mean)
         rows.append(row)
     return rows
-
-
-def _mean_std(mean: float, std: float) -> str:
-    return "-" if not math.isfinite(mean) else f"{mean:.2f}" + (f" ± {std:.2f}" if math.isfinite(std) else "")
 
 
 def comparison_lines(labels: list[str], outcomes: list[RetrainOutcome]) -> list[str]:
@@ -357,12 +373,10 @@ def comparison_lines(labels: list[str], outcomes: list[RetrainOutcome]) -> list[
     char = any("test_bpc" in r for r in rows)
     table = [("source", "parameters", "val ppl", "test ppl") + (("bits/char",) if char else ())]
     for r in rows:
-        table.append((r["source"], f"{r['params']:,}" if r["params"] else "-", _mean_std(r["val_ppl"], r["val_ppl_std"]),
-                      _mean_std(r["test_ppl"], r["test_ppl_std"]))
+        table.append((r["source"], f"{r['params']:,}" if r["params"] else "-",
+                      format_mean_std(r["val_ppl"], r["val_ppl_std"]), format_mean_std(r["test_ppl"], r["test_ppl_std"]))
                      + ((f"{r['test_bpc']:.3f}" if math.isfinite(r.get("test_bpc", math.nan)) else "-",) if char else ()))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-            for row in table]
+    return text_table(table, left=1)
 
 
 COMPARISON_FILE = "compare.csv"

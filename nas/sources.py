@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from nas.results import spec_at_rank
-from nas.retrain import RetrainConfig
+from nas.retrain import RetrainConfig, folder_safe
 from search_spaces import KNOWN_CELLS, ChildSpec, HParams, known_cell
 from workers.data import load_corpus
 from workers.train import child_parameters
@@ -105,4 +105,4 @@ def match_params(jobs: list[Job], reference: str, folder: Path | None, rank: int
 
 def slug(label: str) -> str:
     """A folder name for a source's label (``results/x (rank 1)`` -> ``results-x--rank-1``)."""
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in label).strip("-") or "cell"
+    return folder_safe(label).strip("-") or "cell"
