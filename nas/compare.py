@@ -26,7 +26,11 @@ from nas.records import CHILDREN_FILE, atomic_write, read_records
 DEFAULT_AT = (25, 50, 100, 150)
 """The numbers of children ``nas compare`` shows the best-so-far value at (then each run's final count)."""
 
-CURVE_COLUMNS = ("child", "compute_seconds", "best_val_ppl")
+CURVE_COLUMNS = ("child", "compute_seconds", "compute_work", "best_val_ppl")
+COMPUTE_COLUMNS = ("compute_seconds", "compute_work")
+"""Two measures of compute: seconds of child training (what a user waits for; depends on the machine's load) and
+*work*, training batches x parameters summed over trained children (load-independent; proportional to the
+arithmetic when batch size and BPTT are fixed). A reused child costs neither."""
 
 
 # ---- curves: pure functions over records ---------------------------------------------------------------------------
@@ -49,6 +53,16 @@ def _train_seconds(r: Mapping[str, Any]) -> float:
     return float(value) if math.isfinite(value) else 0.0  # NaN is written as null: the same "not measured"
 
 
+def _work(r: Mapping[str, Any]) -> float:
+    """Training batches x parameters of a child; 0 for a reused outcome or a child that never trained."""
+    if r.get("reused_from") is not None:
+        return 0.0
+    batches, params = r.get("fidelity"), r.get("params")
+    if not isinstance(batches, int) or not isinstance(params, int) or isinstance(batches, bool):
+        return 0.0
+    return float(batches) * float(params)
+
+
 def _completed_ppl(r: Mapping[str, Any]) -> float:
     value = r.get("val_ppl")
     if r.get("status") != "completed" or isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -57,20 +71,25 @@ def _completed_ppl(r: Mapping[str, Any]) -> float:
 
 
 def best_so_far(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per child in finish order: ``child`` (1, 2, ...), ``compute_seconds`` (cumulative train_seconds)
-    and ``best_val_ppl`` (the lowest val_ppl of a completed child so far; NaN before the first)."""
+    """One row per child in finish order: ``child`` (1, 2, ...), ``compute_seconds`` (cumulative train_seconds),
+    ``compute_work`` (cumulative training batches x parameters, :data:`COMPUTE_COLUMNS`) and ``best_val_ppl``
+    (the lowest val_ppl of a completed child so far; NaN before the first)."""
     rows = _finish_order(records)
     seconds = np.array([_train_seconds(r) for r in rows], dtype=float)
+    work = np.array([_work(r) for r in rows], dtype=float)
     ppl = np.array([_completed_ppl(r) for r in rows], dtype=float)
     return pd.DataFrame({
         "child": np.arange(1, len(rows) + 1, dtype=np.int64),
         "compute_seconds": np.cumsum(seconds),
+        "compute_work": np.cumsum(work),
         "best_val_ppl": np.fmin.accumulate(ppl) if len(ppl) else ppl,  # fmin skips NaN
     })
 
 
-def value_at(curve: pd.DataFrame, children: int | None = None, compute: float | None = None) -> float:
-    """The best-so-far val_ppl after ``children`` children, or after ``compute`` seconds of child training.
+def value_at(curve: pd.DataFrame, children: int | None = None, compute: float | None = None,
+             by: str = "compute_seconds") -> float:
+    """The best-so-far val_ppl after ``children`` children, or after ``compute`` of child training (measured in
+    the column ``by``, one of :data:`COMPUTE_COLUMNS`: seconds by default).
 
     NaN when no completed child came before that point, or when the point lies beyond the run (more children
     than it has, more seconds than it spent): what the run would have found there is unknown.
@@ -84,19 +103,20 @@ def value_at(curve: pd.DataFrame, children: int | None = None, compute: float | 
         return float(best[children - 1]) if 0 < children <= len(best) else math.nan
     if not isinstance(compute, (int, float, np.number)) or not compute >= 0:  # also refuses NaN
         raise ValueError(f"value_at: compute={compute!r}; give a number of seconds >= 0")
-    spent = curve["compute_seconds"].to_numpy(dtype=float)
+    spent = curve[by].to_numpy(dtype=float)
     if not len(spent) or compute > spent[-1]:
         return math.nan
     done = int(np.searchsorted(spent, compute, side="right"))  # children finished within ``compute`` seconds
     return float(best[done - 1]) if done else math.nan
 
 
-def compute_to_reach(curve: pd.DataFrame, target: float) -> float:
-    """The compute seconds at which the curve first has best_val_ppl <= ``target``; inf if it never does."""
+def compute_to_reach(curve: pd.DataFrame, target: float, by: str = "compute_seconds") -> float:
+    """The compute (column ``by``: seconds by default) at which the curve first has best_val_ppl <= ``target``;
+    inf if it never does."""
     if not isinstance(target, (int, float, np.number)) or math.isnan(target):
         raise ValueError(f"compute_to_reach: target {target!r} is not a perplexity")
     reached = np.flatnonzero(curve["best_val_ppl"].to_numpy(dtype=float) <= target)
-    return float(curve["compute_seconds"].iloc[reached[0]]) if reached.size else math.inf
+    return float(curve[by].iloc[reached[0]]) if reached.size else math.inf
 
 
 # ---- the table -----------------------------------------------------------------------------------------------------

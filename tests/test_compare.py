@@ -49,14 +49,15 @@ def curve_of(compute, best):
 
 def test_best_so_far_counts_every_child_and_its_compute_but_only_completed_perplexities():
     c = best_so_far(RECORDS)
-    assert list(c.columns) == ["child", "compute_seconds", "best_val_ppl"]
+    assert list(c.columns) == ["child", "compute_seconds", "compute_work", "best_val_ppl"]
     assert c["child"].tolist() == CHILD
     assert c["compute_seconds"].tolist() == COMPUTE
     np.testing.assert_array_equal(c["best_val_ppl"].to_numpy(), BEST)
 
 
 def test_best_so_far_edge_cases():
-    assert best_so_far([]).empty and list(best_so_far([]).columns) == ["child", "compute_seconds", "best_val_ppl"]
+    assert best_so_far([]).empty and list(best_so_far([]).columns) == ["child", "compute_seconds", "compute_work",
+                                                                         "best_val_ppl"]
     # a completed child without a usable perplexity (null, NaN, inf) counts as a child, not as a best
     c = best_so_far([rec("a", 0, "completed", None, 1.0), rec("b", 1, "completed", float("nan"), float("nan")),
                      rec("c", 2, "completed", float("inf"), 2.0), rec("d", 3, "completed", 9.0, 1.0)])
@@ -69,6 +70,20 @@ def test_best_so_far_edge_cases():
     assert c["best_val_ppl"].tolist() == [40.0, 20.0]
     with pytest.raises(ValueError, match="train_seconds -1.0 of child index 0"):
         best_so_far([rec("a", 0, "completed", 30.0, -1.0)])
+
+
+def test_work_counts_batches_times_parameters_of_trained_children_only():
+    records = [rec("a", 0, "completed", 30.0, 5.0, fidelity=60, params=1000),
+               rec("b", 1, "completed", 30.0, 0.0, fidelity=60, params=1000, reused_from=0),  # reused: no work
+               rec("c", 2, "stopped", 40.0, 1.0, fidelity=20, params=500),  # stopped at a rung: its 20 batches
+               rec("d", 3, "over_budget", None, None, params=10**9),  # never trained
+               rec("e", 4, "completed", 25.0, 9.0, fidelity=60, params=3000)]
+    c = best_so_far(records)
+    assert c["compute_work"].tolist() == [60_000.0, 60_000.0, 70_000.0, 70_000.0, 250_000.0]
+    assert value_at(c, compute=69_999.0, by="compute_work") == 30.0
+    assert value_at(c, compute=250_000.0, by="compute_work") == 25.0
+    assert compute_to_reach(c, 26.0, by="compute_work") == 250_000.0
+    assert compute_to_reach(c, 26.0) == 15.0  # seconds, the default
 
 
 def test_value_at_children_and_compute():
