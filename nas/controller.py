@@ -83,6 +83,11 @@ class ControllerConfig:
     """Update the controller after every m finished children, without waiting for any others
     (Zoph & Le 2017 update asynchronously; 1 means after each child). Measured here: 4 children per update
     found 14.25 ± 1.08 against 13.63 ± 0.65 for 1 (bench/RESULTS.md, 2026-11-27 pilots)."""
+    learn_from_reused: bool = False
+    """Whether a child whose outcome was reused (its spec was already trained in this search, see
+    nas.searcher) teaches the searcher again. False (ours): an outcome teaches once, when its child was trained;
+    learning from every reuse would feed the same single-seed reward to the controller again and again as a
+    policy converges, reinforcing lucky draws. True was the behaviour before 2026-12-02."""
     init_range: float = 0.1
     """Weights are initialised uniformly in [-init_range, init_range] (ENAS: 0.1; Zoph & Le 2017 use 0.08)."""
     share_heads: bool = False
@@ -117,6 +122,9 @@ class ControllerConfig:
         if not isinstance(self.normalize_advantage, bool):
             raise ValueError(f"controller.normalize_advantage: {self.normalize_advantage!r} is not allowed; use "
                              "true or false")
+        if not isinstance(self.learn_from_reused, bool):
+            raise ValueError(f"controller.learn_from_reused: {self.learn_from_reused!r} is not allowed; use true or "
+                             "false")
         if not isinstance(self.share_heads, bool):
             raise ValueError(f"controller.share_heads: {self.share_heads!r} is not allowed; use true or false")
 

@@ -15,8 +15,9 @@ resume.)
 
 No child is trained twice: a proposal whose spec was already trained in this search (completed, diverged, or
 stopped at a rung; a failure may be transient, so a failed spec is trained again) reuses the recorded outcome as a
-new child with ``reused_from`` (the earlier child's index) and no training time, and the searcher learns from it as
-from any child; a proposal whose twin is still training is redrawn.
+new child with ``reused_from`` (the earlier child's index) and no training time; the searcher does not learn from
+it again (an outcome teaches once, when its child trained; ``ControllerConfig.learn_from_reused`` turns that
+off); a proposal whose twin is still training is redrawn.
 
 ``save``/``restore`` cover the searcher's own state (the controller, its optimizer, the baselines, the sampling
 RNG, pending updates) and the trials still in flight, written atomically (temp file + rename); restore then
@@ -146,9 +147,9 @@ class NasSearcher(Searcher):
     def _record(self, trial_id: str, index: int, spec: ChildSpec, outcome: ChildOutcome, result: dict[str, Any],
                 reused_from: int | None = None) -> None:
         """Append the child's record, remember its spec as trained, learn from it."""
-        learns = self._learns(outcome.status, outcome.fidelity)
+        measured = self._learns(outcome.status, outcome.fidelity)
         reward = reward_of(outcome.val_ppl, "completed" if outcome.status == "stopped" else outcome.status,
-                           self.config) if learns else math.nan
+                           self.config) if measured else math.nan
         record = {
             "trial_id": trial_id, "index": index, **outcome.to_dict(), "reward": reward, "reused_from": reused_from,
             "seed": child_seed(self.seed, index), "formula": "; ".join(spec.cell.formula().splitlines()),
@@ -158,7 +159,7 @@ class NasSearcher(Searcher):
         }
         append_record(Path(self.run_dir) / "children.jsonl", record)
         self._remember(record)
-        if learns:
+        if self._teaches(record):
             self._teach(trial_id, self.space.encode(spec), record)
 
     def _teach(self, trial_id: str, actions: list[int], record: dict[str, Any]) -> None:
@@ -174,6 +175,13 @@ class NasSearcher(Searcher):
     def _learns(self, status: str, fidelity: int) -> bool:
         """Whether a child's outcome measures its architecture: any but one stopped off a rung."""
         return status != "stopped" or fidelity in self.rungs
+
+    def _teaches(self, record: dict[str, Any]) -> bool:
+        """Whether the searcher learns from a child's record: it measures the architecture, and it is not a reused
+        outcome (one the searcher already learned from when its child trained) unless ``learn_from_reused``."""
+        if record.get("reused_from") is not None and not self.config.learn_from_reused:
+            return False
+        return self._learns(record.get("status"), int(record.get("fidelity") or 0))
 
     def _remember(self, record: dict[str, Any]) -> None:
         """Keep the record as its spec's outcome for later proposals: completed, diverged and rung-stopped ones
@@ -226,7 +234,7 @@ class NasSearcher(Searcher):
                 index, actions = int(r["index"]), self.space.encode(ChildSpec.from_dict(r["spec"]))
             self.finished.add(trial_id)
             self.next_index = max(self.next_index, index + 1)
-            if self._learns(r.get("status"), int(r.get("fidelity") or 0)):
+            if self._teaches(r):
                 self._teach(trial_id, actions, r)
 
 
