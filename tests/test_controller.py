@@ -318,4 +318,27 @@ def test_normalized_advantages_stay_bounded_when_the_scale_is_uncertain():
     b = Baselines(0.95, normalize=True)
     got = [b.update(r)[1] for r in [0.30, 0.3001, 0.5, 0.9]]
     assert got[1] == 0.0 and got[2] == 1.0  # a negligible first deviation sets no scale: no 2,000-fold advantage
-    assert abs(got[3]) <= 5.0  # clipped to ADVANTAGE_CLIP standard deviations
+    assert abs(got[3]) <= 5.0
+
+
+def test_normalized_advantages_are_clipped_at_five_scales():
+    b = Baselines(0.95, normalize=True)
+    assert [b.update(r)[1] for r in [0.5, 0.6]] == [0.0, 1.0]  # the scale is now 0.1
+    assert b.update(5.0)[1] == 5.0  # (5.0 - 0.505) / 0.1 = 45 standard deviations: clipped
+    b = Baselines(0.95, normalize=True)
+    [b.update(r) for r in [0.5, 0.6]]
+    assert b.update(-4.0)[1] == -5.0
+
+
+def test_reinforce_learns_a_target_on_the_shipped_defaults():
+    """The asynchronous setting as shipped: default ControllerConfig, one child per update."""
+    cfg = ControllerConfig()
+    space, match, c, opt, baseline, g = toy_problem(cfg, target_seed=2)
+    baseline = Baselines(cfg.baseline_decay, cfg.normalize_advantage)
+    start = match(c.greedy())
+    for _ in range(300):
+        with torch.no_grad():
+            s = c.sample(g)
+        reinforce_step(c, opt, baseline, [(s.actions, match(s.actions), FINAL)], cfg)
+    assert start < 0.6
+    assert match(c.greedy()) >= 0.9
