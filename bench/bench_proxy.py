@@ -313,10 +313,10 @@ def main(argv: list[str] | None = None) -> str:
     record = provenance.provenance(settings, extra=("bench/bench_proxy.py",), code_dirs=("workers", "search_spaces"))
     results_file = out / "results.jsonl"
     if results_file.exists():
-        why = provenance.mismatch(out, record)
+        why = provenance.mismatch(out / provenance.PROVENANCE_FILE, record)
         if why and not args.force_reuse:
             p.error(f"{why}; use a new --out, or --force-reuse to read it back anyway")
-    provenance.write(out, record)
+    provenance.write(out / provenance.PROVENANCE_FILE, record)
     results = {r["key"]: r for r in read_records(results_file)} if results_file.exists() else {}
     todo = [j for j in jobs_for(len(cells), args.seeds) if job_key(*j) not in results]
     if todo and not args.report:

@@ -57,26 +57,27 @@ def provenance(settings: Mapping[str, Any], extra: tuple[str, ...] = (),
             "dirty": dirty, "settings": dict(settings)}
 
 
-def write(folder: Path, record: Mapping[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{PROVENANCE_FILE}.tmp"
+def write(path: Path, record: Mapping[str, Any]) -> None:
+    """Write ``record`` to ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
-    tmp.replace(folder / PROVENANCE_FILE)
+    tmp.replace(path)
 
 
-def mismatch(folder: Path, record: Mapping[str, Any]) -> str:
-    """Why ``folder``'s results cannot be read back as produced by ``record``'s code and settings ("" when they
-    can): no provenance file, other code, or other settings."""
-    path = folder / PROVENANCE_FILE
+def mismatch(path: Path, record: Mapping[str, Any], results: str = "") -> str:
+    """Why the results ``path`` describes (``results``: their name in the message) cannot be read back as produced by
+    ``record``'s code and settings ("" when they can): no provenance file, other code, or other settings."""
+    what = results or str(path.parent)
     if not path.exists():
-        return f"{folder} has no {PROVENANCE_FILE} (made by an older benchmark)"
+        return f"{what} has no {path.name} (made by an older benchmark)"
     try:
         old = json.loads(path.read_text())
     except json.JSONDecodeError:
         return f"{path} is not valid JSON"
     if old.get("settings_hash") != record["settings_hash"]:
-        return f"{folder} was made with other settings ({old.get('settings_hash')} vs {record['settings_hash']})"
+        return f"{what} was made with other settings ({old.get('settings_hash')} vs {record['settings_hash']})"
     if old.get("source_hash") != record["source_hash"]:
-        return (f"{folder} was made by other code (source {old.get('source_hash')} at commit "
+        return (f"{what} was made by other code (source {old.get('source_hash')} at commit "
                 f"{str(old.get('commit'))[:10]}{' dirty' if old.get('dirty') else ''}, now {record['source_hash']})")
     return ""
