@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from search_spaces import KNOWN_CELLS, Cell, ChildSpec, random_cell
 
@@ -102,7 +103,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     }
     if args.resume:
         allowed = {"results_dir", "address", "trials"}  # --trials N extends a search to N children
-        given = [k for k, v in overrides.items() if v is not None and k not in allowed] + (["config"] if args.config else [])
+        given = [k for k, v in overrides.items() if v is not None and k not in allowed]
+        given += ["config"] if args.config else []
         if given:
             flags = ", ".join("--" + k.split(".")[-1].replace("_", "-") for k in given)
             raise UserError(f"--resume continues {args.resume!r} with the settings it was started with; drop {flags}")
@@ -193,7 +195,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
     from nas.retrain import (
-        check_out_dir, comparison_lines, default_out_dir, fresh_dir, retrain, retrain_config, summary_line,
+        check_out_dir,
+        comparison_lines,
+        default_out_dir,
+        fresh_dir,
+        retrain,
+        retrain_config,
+        summary_line,
         write_comparison,
     )
     from nas.sources import match_params, slug, train_source
@@ -365,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="retrain a cell to convergence and report its test perplexity")
     train.add_argument("source", nargs="+", help="what to train: a results folder (its best child, or --rank K), a "
-                       f"spec JSON file, a known cell name, or torch-lstm (torch.nn.LSTM, the reference); several "
+                       "spec JSON file, a known cell name, or torch-lstm (torch.nn.LSTM, the reference); several "
                        "train one after another under the same settings and are compared in one table")
     train.add_argument("--rank", type=int, default=1, help="which child of a results folder (default 1, the best)")
     train.add_argument("--top", type=int, metavar="K", help="retrain the K best children of a results folder, "

@@ -39,9 +39,10 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from nas.controller import ControllerConfig
 from nas.evolution import EvolutionConfig
@@ -216,7 +217,8 @@ class SearchConfig:
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\") or self.name in (".", ".."):
+        name = self.name
+        if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name in (".", ".."):
             raise ValueError(f"name: {self.name!r} is not allowed; use a plain folder name like my-search")
         if self.trials < 1:
             raise ValueError(f"trials: {self.trials} is not allowed; use 1 or more")
@@ -315,7 +317,8 @@ def _build(cls: type, table: Any, section: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls) if f.init and not f.metadata.get("derived")]
     unknown = sorted(set(table) - set(names))
     if unknown:
-        raise ValueError(f"{prefix}{unknown[0]}: unknown setting; allowed in {f'[{section}]' if section else 'the top level'}: "
+        where = f"[{section}]" if section else "the top level"
+        raise ValueError(f"{prefix}{unknown[0]}: unknown setting; allowed in {where}: "
                          f"{', '.join(names)}")
     kwargs = {}
     for key, value in table.items():

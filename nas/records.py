@@ -17,8 +17,9 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,8 @@ def read_records(path: str | os.PathLike) -> list[dict]:
         if record is not None:
             records.append(record)
         elif i == len(lines) - 1:
-            warnings.warn(f"{path}:{n}: skipped a torn last line (a write in progress or interrupted): {raw[:60]!r}", stacklevel=2)
+            warnings.warn(f"{path}:{n}: skipped a torn last line (a write in progress or interrupted): {raw[:60]!r}",
+                          stacklevel=2)
         else:
             raise ValueError(
                 f"{path}:{n}: not a JSON object ({raw[:60]!r}); only a torn last line is skipped, "

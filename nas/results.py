@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,7 +78,7 @@ def children_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     rows.sort(key=lambda r: r["index"])
     hp_names: dict[str, None] = {}  # ordered set, in order of first appearance
     for r in rows:
-        hp_names.update(dict.fromkeys(((r.get("spec") or {}).get("hparams") or {})))
+        hp_names.update(dict.fromkeys((r.get("spec") or {}).get("hparams") or {}))
 
     cols: dict[str, Any] = {}
     for name, dtype in LEAD_COLUMNS.items():

@@ -11,9 +11,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 # Keep Ray's console quiet; must be set before ray is imported.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -28,12 +28,13 @@ from nas.export import write_export  # noqa: E402
 from nas.records import atomic_write, read_records  # noqa: E402
 from nas.results import leaderboard, load_cells, spec_at_rank, write_tables  # noqa: E402
 from nas.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
+from search_spaces import ChildSpec  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402
 from workers.outcome import METRIC, ChildOutcome  # noqa: E402
-from search_spaces import ChildSpec  # noqa: E402
 from workers.train import batches_per_epoch, child_parameters  # noqa: E402
 from workers.trainable import train_trial  # noqa: E402
+
 
 class SearchError(ValueError):
     """A search cannot start; the message names the problem and the fix."""
@@ -156,8 +157,8 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection(endpoint, timeout=5).close()
     except OSError as e:
-        raise SearchError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); check the address "
-                          "and that the head node is up (`ray status`), or leave --address out to run locally") from None
+        raise SearchError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); check the address and "
+                          "that the head node is up (`ray status`), or leave --address out to run locally") from None
 
 
 def _init_ray(cfg: SearchConfig) -> None:
@@ -280,7 +281,8 @@ def _recorded(run_dir: Path) -> int:
 def _write_config(cfg: SearchConfig, plan: Plan) -> None:
     # config.json records what runs: "auto" resolved, which is also what a resumed Tuner keeps
     ran = replace(cfg, concurrency=plan.concurrency, gpus_per_trial=plan.gpus_per_trial)
-    atomic_write(cfg.run_dir / CONFIG_FILE, lambda p: p.write_text(json.dumps(ran.to_dict(), indent=2, default=str) + "\n"))
+    text = json.dumps(ran.to_dict(), indent=2, default=str) + "\n"
+    atomic_write(cfg.run_dir / CONFIG_FILE, lambda p: p.write_text(text))
 
 
 def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], None] = print) -> SearchOutcome:

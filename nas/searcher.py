@@ -31,16 +31,17 @@ import os
 import pickle
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from ray.tune.search import Searcher
 
 from nas.controller import Controller, ControllerConfig
 from nas.evolution import EvolutionConfig, Population
-from nas.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
 from nas.records import append_record, read_records
+from nas.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
 from search_spaces.space import ChildSpec, SearchSpace
 from workers.outcome import METRIC, ChildOutcome
 

@@ -9,8 +9,8 @@ has twice an LSTM's recurrent weights), so :func:`match_params` sizes the LSTM t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from nas.results import spec_at_rank
 from nas.retrain import RetrainConfig, folder_safe

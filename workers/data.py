@@ -21,9 +21,9 @@ from __future__ import annotations
 import gzip
 import os
 from array import array
-from itertools import repeat
 from dataclasses import dataclass
 from importlib import resources
+from itertools import repeat
 from pathlib import Path
 
 import torch

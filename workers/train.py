@@ -15,8 +15,9 @@ import gc
 import math
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,7 +28,6 @@ from workers.data import Corpus, batchify
 from workers.model import ChildLM, ModelConfig, State, build_child, count_parameters
 from workers.outcome import ChildOutcome
 from workers.triton_cell import KERNELS, use_triton
-
 
 DIVERGED_LOSS = 700.0
 """Mean cross-entropy (nats/token) above which a child counts as diverged: exp(700) is near the float64 limit,
@@ -252,7 +252,8 @@ def batches_per_epoch(budget: Budget, rows: int, bptt: int) -> int:
     return windows if budget.max_batches is None else min(budget.max_batches, windows)
 
 
-def split_hparams(hparams: Mapping[str, Any], model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+def split_hparams(hparams: Mapping[str, Any], model: ModelConfig,
+                  train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
     """Route each hyperparameter to the config that has a field of that name; unknown names are errors."""
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
