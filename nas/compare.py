@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.records import CHILDREN_FILE, atomic_write, read_records
+from nas.records import CHILDREN_FILE, ChildRecord, atomic_write, child_records, latest_per_trial, read_children
 
 DEFAULT_AT = (25, 50, 100, 150)
 """The numbers of children ``nas compare`` shows the best-so-far value at (then each run's final count)."""
@@ -31,13 +31,6 @@ CURVE_COLUMNS = ("child", "compute_seconds", "best_val_ppl")
 
 
 # ---- curves: pure functions over records ---------------------------------------------------------------------------
-
-
-def _finish_order(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The records in the order given, a trial recorded more than once kept only at its last record."""
-    records = list(records)
-    last = {r["trial_id"]: i for i, r in enumerate(records) if r.get("trial_id") is not None}
-    return [r for i, r in enumerate(records) if r.get("trial_id") is None or last[r["trial_id"]] == i]
 
 
 def _train_seconds(r: Mapping[str, Any]) -> float:
@@ -57,10 +50,10 @@ def _completed_ppl(r: Mapping[str, Any]) -> float:
     return float(value) if math.isfinite(value) else math.nan
 
 
-def best_so_far(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def best_so_far(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.DataFrame:
     """One row per child in finish order: ``child`` (1, 2, ...), ``compute_seconds`` (cumulative train_seconds)
     and ``best_val_ppl`` (the lowest val_ppl of a completed child so far; NaN before the first)."""
-    rows = _finish_order(records)
+    rows = [r.to_dict() for r in latest_per_trial(child_records(records))]
     seconds = np.array([_train_seconds(r) for r in rows], dtype=float)
     ppl = np.array([_completed_ppl(r) for r in rows], dtype=float)
     return pd.DataFrame({
@@ -204,7 +197,7 @@ def run_algo(run_dir: str | os.PathLike) -> str:
 
 def load_curve(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The best-so-far curve of a results folder, from its children.jsonl."""
-    return best_so_far(read_records(Path(run_dir) / CHILDREN_FILE))
+    return best_so_far(read_children(run_dir))
 
 
 # ---- the plot ------------------------------------------------------------------------------------------------------

@@ -17,7 +17,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.records import CHILDREN_FILE, CONTROLLER_FILE, atomic_write, json_safe, read_records
+from nas.records import (
+    CHILDREN_FILE,
+    CONTROLLER_FILE,
+    ChildRecord,
+    atomic_write,
+    child_records,
+    json_safe,
+    latest_per_trial,
+    read_children,
+    read_records,
+)
 from search_spaces import ChildSpec
 from workers.outcome import OUTCOME_COLUMNS
 
@@ -65,16 +75,14 @@ def _hparam_column(name: str) -> str:
     return f"hp.{name}" if name in LEAD_COLUMNS or name in TAIL_COLUMNS else name
 
 
-def children_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def children_table(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.DataFrame:
     """One row per child (last record of a trial_id wins), sorted by ``index``; nullable dtypes, NA = missing.
 
     Columns: rank (1 = lowest val_ppl among completed children, NA for the rest), trial_id, index, status,
     val_ppl, reward, params, train_seconds, epochs, one column per hyperparameter, formula, spec (compact JSON),
     error, seed. A hyperparameter named like one of those columns gets an ``hp.`` prefix.
     """
-    rows = _last_wins(records, "trial_id", "children")
-    if any(r.get("index") is None for r in rows):
-        raise ValueError("children: every record needs an 'index' (the order the child was sampled)")
+    rows = [r.to_dict() for r in latest_per_trial(child_records(records))]
     rows.sort(key=lambda r: r["index"])
     hp_names: dict[str, None] = {}  # ordered set, in order of first appearance
     for r in rows:
@@ -152,7 +160,7 @@ def load_cells(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The cells table of a run: built from children.jsonl, else read from cells.parquet or cells.csv."""
     run_dir = Path(run_dir)
     if (run_dir / CHILDREN_FILE).is_file():
-        return children_table(read_records(run_dir / CHILDREN_FILE))
+        return children_table(read_children(run_dir))
     if (run_dir / CELLS_PARQUET).is_file():
         return _with_every_column(pd.read_parquet(run_dir / CELLS_PARQUET))
     if (run_dir / CELLS_CSV).is_file():
@@ -191,7 +199,7 @@ def write_tables(run_dir: str | os.PathLike) -> list[Path]:
     The folder must exist; missing record files mean no children / no controller updates yet.
     """
     run_dir = _existing_dir(run_dir)
-    cells = children_table(read_records(run_dir / CHILDREN_FILE))
+    cells = children_table(read_children(run_dir))
     controller = controller_table(read_records(run_dir / CONTROLLER_FILE))
     return [
         atomic_write(run_dir / CELLS_CSV, lambda p: cells.to_csv(p, index=False)),

@@ -8,6 +8,7 @@ it writes the tables and plot, exports the best cell and returns a :class:`Searc
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -25,7 +26,7 @@ from ray import tune  # noqa: E402
 
 from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
 from nas.export import write_export  # noqa: E402
-from nas.records import atomic_write, read_records  # noqa: E402
+from nas.records import ChildRecord, atomic_write, latest_per_trial, read_children  # noqa: E402
 from nas.results import leaderboard, load_cells, spec_at_rank, write_tables  # noqa: E402
 from nas.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from search_spaces import ChildSpec  # noqa: E402
@@ -54,20 +55,29 @@ class SearchOutcome:
 
 class Progress(tune.Callback):
     """One console line per finished child: done / running / best so far (counting children recorded before a
-    resume: Tune restores this callback as it was pickled at the start, so :meth:`setup` re-reads the records)."""
+    resume: Tune restores this callback as it was pickled at the start, so :meth:`setup` re-reads the records).
+
+    Children the searcher records without a trial (reused, over budget) reach it through :meth:`child_recorded`,
+    which the searcher calls as it writes each record (``searcher.listeners``); they are printed when the next
+    trial starts and at the end."""
 
     def __init__(self, total: int, out: Callable[[str], None], run_dir: Path | None = None) -> None:
         self.total, self.out, self.run_dir = total, out, run_dir
         self.best: tuple[float, int] | None = None
         self.done = 0
+        self.untrained: list[ChildRecord] = []  # recorded without a trial, not yet printed
 
     def setup(self, **info) -> None:
-        records = read_records(self.run_dir / "children.jsonl") if self.run_dir else []  # [] when none yet
-        self.read = len(records)
-        rows = list({r["trial_id"]: r for r in records}.values())
+        rows = latest_per_trial(read_children(self.run_dir)) if self.run_dir else []  # [] when none yet
         self.done = len(rows)  # one per trial: a child recorded just before a crash may be re-run and re-reported
-        done = [(r["val_ppl"], r["index"]) for r in rows if r.get("status") == "completed" and r.get("val_ppl")]
+        done = [(r.outcome.val_ppl, r.index) for r in rows
+                if r.outcome.status == "completed" and r.outcome.val_ppl and not math.isnan(r.outcome.val_ppl)]
         self.best = min(done) if done else None
+
+    def child_recorded(self, record: ChildRecord) -> None:
+        """The searcher wrote ``record``: keep it for a line if it ran no trial (reused, or over the budget)."""
+        if record.reused_from is not None or record.outcome.status == "over_budget":
+            self.untrained.append(record)
 
     def _line(self, trials, trial, status: str, ppl: float | None, index) -> None:
         self.done += 1
@@ -95,16 +105,14 @@ class Progress(tune.Callback):
     def reused(self, trials) -> None:
         """A line for each child the searcher recorded without a trial: reusing an earlier child's outcome, or over
         the parameter budget."""
-        if self.run_dir is None:
-            return
-        for r in read_records(self.run_dir / "children.jsonl")[self.read:]:
-            self.read += 1
-            if r.get("reused_from") is not None:
-                got = ChildOutcome.from_result(r)
-                status = f"= child {r['reused_from']}"
-                self._line(trials, None, status, got.val_ppl if got.status == "completed" else None, r["index"])
-            elif r.get("status") == "over_budget":
-                self._line(trials, None, "over_budget", None, r["index"])
+        untrained, self.untrained = self.untrained, []
+        for r in untrained:
+            if r.reused_from is not None:
+                got = ChildOutcome.from_result(r.to_dict())
+                status = f"= child {r.reused_from}"
+                self._line(trials, None, status, got.val_ppl if got.status == "completed" else None, r.index)
+            else:
+                self._line(trials, None, "over_budget", None, r.index)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._line(trials, trial, "failed", None, trial.config.get("index", "?"))
@@ -275,7 +283,7 @@ def _trained(cells) -> str:
 
 def _recorded(run_dir: Path) -> int:
     """Children with a final record (one per trial)."""
-    return len({r["trial_id"] for r in read_records(run_dir / "children.jsonl")})
+    return len(latest_per_trial(read_children(run_dir)))
 
 
 def _write_config(cfg: SearchConfig, plan: Plan) -> None:
@@ -315,9 +323,10 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         f"({each} each), algo {cfg.algo}{stopping}, data {cfg.data.source} ({corpus.level}, vocab "
         f"{corpus.vocab_size}), results in {shown(run_dir)}")
 
+    progress = Progress(cfg.trials, out, run_dir)
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
-        callbacks=[Progress(cfg.trials, out, run_dir)],
+        callbacks=[progress],
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
     )
     trainable = _trainable(cfg, corpus, plan, rungs)
@@ -335,6 +344,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         tune_run_done = True
     if recorded < cfg.trials and tune_run_done:  # a fresh search, or an extension
         searcher = _make_searcher(cfg, rungs, corpus.vocab_size)
+        searcher.listeners.append(progress.child_recorded)
         if resume:
             searcher.restore_from_dir(str(run_dir))
             _write_config(cfg, plan)  # the new budget, for later resumes
