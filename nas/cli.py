@@ -143,12 +143,12 @@ def cmd_results(args: argparse.Namespace) -> None:
 
 def _run_level(run_dir: Path) -> str:
     """The tokenisation a run's children trained at ("word" when its config is missing or unreadable)."""
-    from nas.config import CONFIG_FILE, config_from_dict
-    from workers.data import resolved_level
+    from nas.records import CONFIG_FILE
+    from workers.corpora import DataConfig, resolved_level
 
-    try:
-        data = config_from_dict(json.loads((run_dir / CONFIG_FILE).read_text())).data
-    except (OSError, ValueError):
+    try:  # the data section alone: the rest of the settings need torch to check, and a table does not
+        data = DataConfig(**json.loads((run_dir / CONFIG_FILE).read_text()).get("data", {}))
+    except (OSError, ValueError, TypeError, AttributeError):
         return "word"
     return resolved_level(data.source, data.level)
 

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.records import CHILDREN_FILE, ChildRecord, atomic_write, child_records, latest_per_trial, read_children
+from nas.records import (
+    CHILDREN_FILE,
+    CONFIG_FILE,
+    ChildRecord,
+    atomic_write,
+    child_records,
+    latest_per_trial,
+    read_children,
+)
 
 DEFAULT_AT = (25, 50, 100, 150)
 """The numbers of children ``nas compare`` shows the best-so-far value at (then each run's final count)."""
@@ -186,8 +194,6 @@ def find_run(run: str, results_dir: str | os.PathLike = "results") -> Path:
 
 def run_algo(run_dir: str | os.PathLike) -> str:
     """The search algorithm a run used (``algo`` in its config.json), or a note saying why it is unknown."""
-    from nas.config import CONFIG_FILE
-
     try:
         config = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
     except (OSError, ValueError):

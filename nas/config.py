@@ -46,47 +46,16 @@ from typing import Any
 
 from nas.controller import ControllerConfig
 from nas.evolution import EvolutionConfig
+from nas.records import CONFIG_FILE  # noqa: F401 - also imported from here
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
-from workers.data import BUNDLED, LEVELS
-from workers.download import DATASETS
+from workers.corpora import DataConfig
 from workers.model import ModelConfig
 from workers.train import Budget, ChildSettings, TrainConfig, split_hparams
 
 ALGOS = ("reinforce", "random", "evolution")
 SCHEDULERS = ("none", "asha")
-
-CONFIG_FILE = "config.json"
-"""The settings a search ran with, in its results folder (what ``--resume`` and ``nas train`` read)."""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which corpus children train on."""
-
-    dataset: str = "shakespeare"
-    """A bundled corpus (shakespeare), ptb or wikitext-2 (with data_dir), or a directory of split files."""
-    data_dir: str | None = None
-    """Directory holding ptb/wikitext-2 files (see `nas data download`)."""
-    level: str = "auto"
-    """"word", "char", or "auto" (char for the bundled corpus, word for directories)."""
-
-    def __post_init__(self) -> None:
-        if self.level not in LEVELS:
-            raise ValueError(f"data.level: {self.level!r} is not one of {', '.join(LEVELS)}")
-        if self.dataset in DATASETS and not self.data_dir:
-            raise ValueError(
-                f"data.dataset: {self.dataset} needs a directory with its files; pass --data-dir DIR "
-                f"(fetch them with `nas data download {self.dataset} DIR`)"
-            )
-
-    @property
-    def source(self) -> str:
-        """What to hand to ``workers.data.load_corpus``."""
-        if self.dataset in BUNDLED and not self.data_dir:
-            return self.dataset
-        return self.data_dir or self.dataset
 
 
 @dataclass(frozen=True)

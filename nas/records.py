@@ -30,6 +30,8 @@ import numpy as np
 from workers.outcome import ChildOutcome
 
 CHILDREN_FILE, CONTROLLER_FILE = "children.jsonl", "controller.jsonl"
+CONFIG_FILE = "config.json"
+"""The settings a search ran with, in its results folder (what ``--resume`` and ``nas train`` read)."""
 
 
 def json_safe(value: Any) -> Any:
