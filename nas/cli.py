@@ -33,9 +33,9 @@ def cmd_show(args: argparse.Namespace) -> None:
             raise UserError("give either a cell name/spec file or --random, not both")
         spec, label = ChildSpec(random_cell(args.base, args.seed)), f"random cell (seed {args.seed})"
     elif args.cell and Path(args.cell).is_dir():
-        from nas.results import child_at_rank
+        from nas.results import Run
 
-        child = child_at_rank(args.cell, args.rank)
+        child = Run(args.cell).child_at_rank(args.rank)
         spec, label = ChildSpec.from_json(child["spec"]), f"{args.cell} rank {args.rank} (child {child['index']})"
     else:
         if not args.cell:
@@ -124,9 +124,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> None:
-    from nas.results import leaderboard, load_cells, plot_progress
+    from nas.results import Run, leaderboard
 
-    cells = load_cells(args.dir)
+    run = Run(args.dir)
+    cells = run.cells
     if args.max_params is not None:
         if args.max_params < 1:
             raise UserError(f"--max-params {args.max_params}: give a whole number of parameters >= 1")
@@ -136,9 +137,9 @@ def cmd_results(args: argparse.Namespace) -> None:
         if kept.empty:
             return
         cells = kept
-    print(leaderboard(cells, top=args.top, sort=args.sort, level=_run_level(Path(args.dir))))
+    print(leaderboard(cells, top=args.top, sort=args.sort, level=_run_level(run.path)))
     if args.plot:
-        print(f"plot written to {plot_progress(args.dir)}")
+        print(f"plot written to {run.plot_progress()}")
 
 
 def _run_level(run_dir: Path) -> str:

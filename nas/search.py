@@ -27,7 +27,7 @@ from ray import tune  # noqa: E402
 from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
 from nas.export import write_export  # noqa: E402
 from nas.records import ChildRecord, atomic_write, latest_per_trial, read_children  # noqa: E402
-from nas.results import leaderboard, load_cells, spec_at_rank, write_tables  # noqa: E402
+from nas.results import Run, leaderboard  # noqa: E402
 from nas.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from search_spaces import ChildSpec  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
@@ -358,13 +358,14 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         ).fit()
     elapsed = time.time() - start
 
-    write_tables(run_dir)
-    cells = load_cells(run_dir)
+    run = Run(run_dir)  # opened once the Tune run is over: its records are read once, here
+    run.write_tables()
+    cells = run.cells
     finished = len(cells)
     interrupted = finished < cfg.trials
     best_export = None
     if (cells["status"] == "completed").any():
-        best_export, _ = write_export(spec_at_rank(run_dir, 1), run_dir / "best_cell.py")
+        best_export, _ = write_export(run.spec_at_rank(1), run_dir / "best_cell.py")
     board = leaderboard(cells, top=5, level=corpus.level)
     out(f"\n{board}\n")
     out(f"{finished} children in {elapsed:.0f} s ({_trained(cells)}); tables and plot in {shown(run_dir)}")
