@@ -301,28 +301,45 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     same folder whose searcher continues from the saved state (controller, population, RNG, trained specs).
     """
     corpus = prepare(cfg, resume)
-    run_dir = cfg.run_dir
     started_budget = load_run_config(cfg.results_dir, cfg.name).trials if resume else cfg.trials
     if cfg.trials < started_budget:
         raise SearchError(f"--trials {cfg.trials} is below the {started_budget} children {cfg.name!r} was started "
                           f"with; give more to extend it, or leave --trials out to finish it")
     top = max_fidelity(cfg, corpus)
+    rungs = _rungs(cfg, top)
+    _init_ray(cfg)
+    plan = plan_resources(cfg, ray.cluster_resources())
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _write_config(cfg, plan)
+    out(_start_line(cfg, resume, plan, rungs, top, corpus))
+    elapsed = _fit(cfg, resume, started_budget, corpus, plan, rungs, top, out)
+    return _finish(cfg, corpus.level, elapsed, out)
+
+
+def _rungs(cfg: SearchConfig, top: int) -> tuple[int, ...]:
+    """The early-stopping rungs (training batches) of a child's budget of ``top`` batches; none without ASHA."""
     rungs = cfg.scheduler.rungs(top)
     if cfg.scheduler.kind == "asha" and not rungs:
         raise SearchError(f"scheduler.grace_period: {cfg.scheduler.grace_period} training batches leave no rung "
                           f"before the end of a child's budget ({top} batches); lower the grace period below {top}, "
                           "raise [budget], or set [scheduler] kind = \"none\"")
-    _init_ray(cfg)
-    plan = plan_resources(cfg, ray.cluster_resources())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        _write_config(cfg, plan)
+    return rungs
+
+
+def _start_line(cfg: SearchConfig, resume: bool, plan: Plan, rungs: tuple[int, ...], top: int, corpus: Corpus) -> str:
     each = f"{plan.cpus_per_trial:g} CPU" + (f", {plan.gpus_per_trial:g} GPU" if plan.gpus_per_trial else "")
     stopping = (f", early stopping at {'/'.join(map(str, rungs))} of {top} batches" if rungs else "")
-    out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
-        f"({each} each), algo {cfg.algo}{stopping}, data {cfg.data.source} ({corpus.level}, vocab "
-        f"{corpus.vocab_size}), results in {shown(run_dir)}")
+    return (f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
+            f"({each} each), algo {cfg.algo}{stopping}, data {cfg.data.source} ({corpus.level}, vocab "
+            f"{corpus.vocab_size}), results in {shown(cfg.run_dir)}")
 
+
+def _fit(cfg: SearchConfig, resume: bool, started_budget: int, corpus: Corpus, plan: Plan, rungs: tuple[int, ...],
+         top: int, out: Callable[[str], None]) -> float:
+    """The Tune runs of the search: the unfinished one in the folder (on resume), then a new one for the children
+    still to train (a fresh search, or an extension). Returns their wall time in seconds."""
+    run_dir = cfg.run_dir
     progress = Progress(cfg.trials, out, run_dir)
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
@@ -356,8 +373,12 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
                                         trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
             run_config=run_config,
         ).fit()
-    elapsed = time.time() - start
+    return time.time() - start
 
+
+def _finish(cfg: SearchConfig, level: str, elapsed: float, out: Callable[[str], None]) -> SearchOutcome:
+    """Tables, plot and the best cell's export, once Tune returns; the leaderboard and what to do next."""
+    run_dir = cfg.run_dir
     run = Run(run_dir)  # opened once the Tune run is over: its records are read once, here
     run.write_tables()
     cells = run.cells
@@ -366,7 +387,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     best_export = None
     if (cells["status"] == "completed").any():
         best_export, _ = write_export(run.spec_at_rank(1), run_dir / "best_cell.py")
-    board = leaderboard(cells, top=5, level=corpus.level)
+    board = leaderboard(cells, top=5, level=level)
     out(f"\n{board}\n")
     out(f"{finished} children in {elapsed:.0f} s ({_trained(cells)}); tables and plot in {shown(run_dir)}")
     if best_export:
