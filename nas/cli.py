@@ -202,7 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         fresh_dir,
         retrain,
         retrain_config,
-        summary_line,
+        seeds_summary_line,
         write_comparison,
     )
     from nas.sources import match_params, slug, train_source
@@ -250,7 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for (label, spec, job_cfg), job_out in zip(jobs, dirs):
         outcome = retrain(spec, job_cfg, job_out, source=label)
         outcomes.append(outcome)
-        print(summary_line(outcome.test_ppl_mean, outcome.test_ppl_std, list(outcome.runs), outcome.level))
+        print(seeds_summary_line(outcome.test_ppl_mean, outcome.test_ppl_std, list(outcome.runs), outcome.level))
         print(f"wrote {job_out / 'train.json'}")
     if len(jobs) > 1:
         for line in comparison_lines([label for label, _, _ in jobs], outcomes):
@@ -309,7 +309,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nas", description="Neural architecture search for recurrent cells.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_show, _add_search, _add_results, _add_compare, _add_export, _add_train, _add_data):
+        add(sub)
+    return p
 
+
+def _add_show(sub: Any) -> None:
     show = sub.add_parser("show", help="print a cell's formula")
     show.add_argument("cell", nargs="?", help=f"a known cell ({', '.join(KNOWN_CELLS)}), a spec JSON file, or a "
                       "results folder (its child at --rank)")
@@ -322,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--actions", action="store_true", help="also print the controller's action list")
     show.set_defaults(func=cmd_show)
 
+
+def _add_search(sub: Any) -> None:
     search = sub.add_parser("search", help="search for a recurrent cell (with no options: the built-in default)")
     search.add_argument("--config", metavar="FILE", help="TOML file with the search settings (flags override it)")
     search.add_argument("--name", help="experiment name (default: search-<date>-<time>)")
@@ -332,9 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
     search.add_argument("--gpus-per-trial", type=_auto_or(float), help="GPUs per child; 0.25 packs four per GPU "
                         "(default auto: 1/16 when the cluster has GPUs, else 0)")
-    search.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
-    search.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
-    search.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
+    _add_data_flags(search)
     search.add_argument("--algo", choices=["reinforce", "random", "evolution"],
                         help="the controller, the random baseline or regularized evolution")
     search.add_argument("--seed", type=int, help="seed of the controller and of every child (default 0)")
@@ -344,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--trials N: then go on to N children)")
     search.set_defaults(func=cmd_search)
 
+
+def _add_results(sub: Any) -> None:
     results = sub.add_parser("results", help="leaderboard of a search's children")
     results.add_argument("dir", help="a results folder, e.g. results/<name>")
     results.add_argument("--top", type=int, default=5, help="rows to show (default 5)")
@@ -352,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--max-params", type=int, metavar="N", help="show only children with at most N parameters")
     results.set_defaults(func=cmd_results)
 
+
+def _add_compare(sub: Any) -> None:
     compare = sub.add_parser("compare", help="best-so-far val_ppl of several searches, by children and by compute")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="results folders (results/<name>) or experiment "
                          "names under --results-dir; the first is the reference whose final best the others reach")
@@ -365,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "or per algo: the mean ± std of its runs")
     compare.set_defaults(func=cmd_compare)
 
+
+def _add_export(sub: Any) -> None:
     export = sub.add_parser("export", help="write a cell as a standalone PyTorch module")
     export.add_argument("source", help="a results folder, a spec JSON file, or a known cell name")
     export.add_argument("--out", required=True, help="the .py file to write (its spec JSON goes next to it)")
@@ -372,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--class-name", default="SearchedCell", help="name of the cell class (default SearchedCell)")
     export.set_defaults(func=cmd_export)
 
+
+def _add_train(sub: Any) -> None:
     train = sub.add_parser("train", help="retrain a cell to convergence and report its test perplexity")
     train.add_argument("source", nargs="+", help="what to train: a results folder (its best child, or --rank K), a "
                        "spec JSON file, a known cell name, or torch-lstm (torch.nn.LSTM, the reference); several "
@@ -390,14 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seeds", type=int, default=1, help="independent trainings, seeds --seed, --seed+1, ... "
                        "(default 1); reports mean ± std")
     train.add_argument("--seed", type=int, help="first seed (default: the search's seed, else 0)")
-    train.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
-    train.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
-    train.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
+    _add_data_flags(train)
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
     train.add_argument("--out", help="folder to write (default: <results folder>/train-rank<K> or train-top<K>, "
                        "else results/train-<cell>-<date>-<time>; with several sources, one sub-folder each)")
     train.set_defaults(func=cmd_train)
 
+
+def _add_data(sub: Any) -> None:
     data = sub.add_parser("data", help="inspect or download corpora")
     dsub = data.add_subparsers(dest="data_command", required=True)
     info = dsub.add_parser("info", help="vocabulary and split sizes of a corpus")
@@ -408,8 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("name", help="ptb or wikitext-2")
     dl.add_argument("dir", help="directory to write the three split files into")
     dl.set_defaults(func=cmd_data_download)
-    return p
 
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """The corpus flags `nas search` and `nas train` share."""
+    parser.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
+    parser.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
+    parser.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()

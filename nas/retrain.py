@@ -48,9 +48,9 @@ from search_spaces import ChildSpec
 from workers.data import Corpus, load_corpus
 from workers.model import ChildLM, ModelConfig, build_child
 from workers.train import (
+    BatchProgress,
     Budget,
     EpochReport,
-    Progress,
     TrainConfig,
     TrainResult,
     failure_text,
@@ -188,14 +188,14 @@ class ProgressLine:
         self.seed, self.epochs, self.started, self.out, self.terminal = seed, epochs, started, out, terminal
         self.last, self.drawn = time.perf_counter(), False
 
-    def text(self, p: Progress) -> str:
+    def text(self, p: BatchProgress) -> str:
         width = len(str(self.epochs))
         done = p.batches / max(p.total, 1)
         bar = "#" * int(done * 20)
         return (f"seed {self.seed} · epoch {p.epoch:>{width}}/{self.epochs} [{bar:<20}] {done:4.0%} · train loss "
                 f"{p.train_loss:.3f} · {_duration(time.perf_counter() - self.started)}")
 
-    def update(self, p: Progress) -> None:
+    def update(self, p: BatchProgress) -> None:
         now = time.perf_counter()
         if self.terminal:
             sys.stdout.write("\r" + self.text(p))
@@ -279,7 +279,7 @@ def bits_per_token(ppl: float) -> float:
     return math.log2(ppl) if ppl > 0 else math.nan
 
 
-def summary_line(mean: float, std: float, runs: list[dict[str, Any]], level: str = "word") -> str:
+def seeds_summary_line(mean: float, std: float, runs: list[dict[str, Any]], level: str = "word") -> str:
     """E.g. ``test perplexity 4.95 ± 0.03 over 3 seeds (4.93, 4.98, 4.94)``; at character level followed by
     ``, 2.31 bits/char``."""
     done = scored(runs)

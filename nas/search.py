@@ -53,7 +53,7 @@ class SearchOutcome:
     """Wall time of the Tune run (tuner.fit), without Ray start-up and the final tables."""
 
 
-class Progress(tune.Callback):
+class SearchProgress(tune.Callback):
     """One console line per finished child: done / running / best so far (counting children recorded before a
     resume: Tune restores this callback as it was pickled at the start, so :meth:`setup` re-reads the records).
 
@@ -340,7 +340,7 @@ def _fit(cfg: SearchConfig, resume: bool, started_budget: int, corpus: Corpus, p
     """The Tune runs of the search: the unfinished one in the folder (on resume), then a new one for the children
     still to train (a fresh search, or an extension). Returns their wall time in seconds."""
     run_dir = cfg.run_dir
-    progress = Progress(cfg.trials, out, run_dir)
+    progress = SearchProgress(cfg.trials, out, run_dir)
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
         callbacks=[progress],

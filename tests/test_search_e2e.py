@@ -265,11 +265,11 @@ def test_progress_prints_a_line_for_each_reused_child(tmp_path):
     them (while it suggests); the callback prints them when a trial starts and at the end. Children recorded before
     a resume are counted from children.jsonl."""
     from nas.records import ChildRecord, append_record
-    from nas.search import Progress
+    from nas.search import SearchProgress
     from workers.outcome import ChildOutcome
 
     lines = []
-    progress = Progress(4, lines.append, tmp_path)
+    progress = SearchProgress(4, lines.append, tmp_path)
     append_record(tmp_path / "children.jsonl", {"trial_id": "t0", "index": 0, "status": "completed", "val_ppl": 12.5})
     progress.setup()
     assert progress.done == 1 and progress.best == (12.5, 0)

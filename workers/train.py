@@ -172,7 +172,7 @@ class RungReport:
 
 
 @dataclass(frozen=True)
-class Progress:
+class BatchProgress:
     """Where training is inside an epoch (reported every 25 batches)."""
 
     epoch: int
@@ -384,7 +384,7 @@ def train_child(
     on_epoch: Callable[[EpochReport], None] | None = None,
     evaluate_test: bool = False,
     on_rung: Callable[[RungReport], None] | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[BatchProgress], None] | None = None,
 ) -> TrainResult:
     """Train a child LM with ``cell`` on ``corpus``; ``hparams`` override fields of the two configs.
 
@@ -463,7 +463,7 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
                 if _diverged(running):
                     break
                 if on_progress is not None:
-                    on_progress(Progress(epoch, batches, per_epoch, running, tokens))
+                    on_progress(BatchProgress(epoch, batches, per_epoch, running, tokens))
             if done in rungs and batches < per_epoch:  # a rung at the epoch's end uses the epoch's evaluation
                 rung_start = time.perf_counter()
                 rung_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
