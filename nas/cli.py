@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from search_spaces import KNOWN_CELLS, Cell, ChildSpec, random_cell
 
@@ -32,9 +33,9 @@ def cmd_show(args: argparse.Namespace) -> None:
             raise UserError("give either a cell name/spec file or --random, not both")
         spec, label = ChildSpec(random_cell(args.base, args.seed)), f"random cell (seed {args.seed})"
     elif args.cell and Path(args.cell).is_dir():
-        from nas.results import child_at_rank
+        from nas.results import Run
 
-        child = child_at_rank(args.cell, args.rank)
+        child = Run(args.cell).child_at_rank(args.rank)
         spec, label = ChildSpec.from_json(child["spec"]), f"{args.cell} rank {args.rank} (child {child['index']})"
     else:
         if not args.cell:
@@ -102,7 +103,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     }
     if args.resume:
         allowed = {"results_dir", "address", "trials"}  # --trials N extends a search to N children
-        given = [k for k, v in overrides.items() if v is not None and k not in allowed] + (["config"] if args.config else [])
+        given = [k for k, v in overrides.items() if v is not None and k not in allowed]
+        given += ["config"] if args.config else []
         if given:
             flags = ", ".join("--" + k.split(".")[-1].replace("_", "-") for k in given)
             raise UserError(f"--resume continues {args.resume!r} with the settings it was started with; drop {flags}")
@@ -122,9 +124,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> None:
-    from nas.results import leaderboard, load_cells, plot_progress
+    from nas.results import Run, leaderboard
 
-    cells = load_cells(args.dir)
+    run = Run(args.dir)
+    cells = run.cells
     if args.max_params is not None:
         if args.max_params < 1:
             raise UserError(f"--max-params {args.max_params}: give a whole number of parameters >= 1")
@@ -134,19 +137,19 @@ def cmd_results(args: argparse.Namespace) -> None:
         if kept.empty:
             return
         cells = kept
-    print(leaderboard(cells, top=args.top, sort=args.sort, level=_run_level(Path(args.dir))))
+    print(leaderboard(cells, top=args.top, sort=args.sort, level=_run_level(run.path)))
     if args.plot:
-        print(f"plot written to {plot_progress(args.dir)}")
+        print(f"plot written to {run.plot_progress()}")
 
 
 def _run_level(run_dir: Path) -> str:
     """The tokenisation a run's children trained at ("word" when its config is missing or unreadable)."""
-    from nas.config import CONFIG_FILE, config_from_dict
-    from workers.data import resolved_level
+    from nas.records import CONFIG_FILE
+    from workers.corpora import DataConfig, resolved_level
 
-    try:
-        data = config_from_dict(json.loads((run_dir / CONFIG_FILE).read_text())).data
-    except (OSError, ValueError):
+    try:  # the data section alone: the rest of the settings need torch to check, and a table does not
+        data = DataConfig(**json.loads((run_dir / CONFIG_FILE).read_text()).get("data", {}))
+    except (OSError, ValueError, TypeError, AttributeError):
         return "word"
     return resolved_level(data.source, data.level)
 
@@ -193,7 +196,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
     from nas.retrain import (
-        check_out_dir, comparison_lines, default_out_dir, fresh_dir, retrain, retrain_config, summary_line,
+        check_out_dir,
+        comparison_lines,
+        default_out_dir,
+        fresh_dir,
+        retrain,
+        retrain_config,
+        seeds_summary_line,
         write_comparison,
     )
     from nas.sources import match_params, slug, train_source
@@ -241,7 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for (label, spec, job_cfg), job_out in zip(jobs, dirs):
         outcome = retrain(spec, job_cfg, job_out, source=label)
         outcomes.append(outcome)
-        print(summary_line(outcome.test_ppl_mean, outcome.test_ppl_std, list(outcome.runs), outcome.level))
+        print(seeds_summary_line(outcome.test_ppl_mean, outcome.test_ppl_std, list(outcome.runs), outcome.level))
         print(f"wrote {job_out / 'train.json'}")
     if len(jobs) > 1:
         for line in comparison_lines([label for label, _, _ in jobs], outcomes):
@@ -300,7 +309,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nas", description="Neural architecture search for recurrent cells.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_show, _add_search, _add_results, _add_compare, _add_export, _add_train, _add_data):
+        add(sub)
+    return p
 
+
+def _add_show(sub: Any) -> None:
     show = sub.add_parser("show", help="print a cell's formula")
     show.add_argument("cell", nargs="?", help=f"a known cell ({', '.join(KNOWN_CELLS)}), a spec JSON file, or a "
                       "results folder (its child at --rank)")
@@ -313,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--actions", action="store_true", help="also print the controller's action list")
     show.set_defaults(func=cmd_show)
 
+
+def _add_search(sub: Any) -> None:
     search = sub.add_parser("search", help="search for a recurrent cell (with no options: the built-in default)")
     search.add_argument("--config", metavar="FILE", help="TOML file with the search settings (flags override it)")
     search.add_argument("--name", help="experiment name (default: search-<date>-<time>)")
@@ -323,9 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
     search.add_argument("--gpus-per-trial", type=_auto_or(float), help="GPUs per child; 0.25 packs four per GPU "
                         "(default auto: 1/16 when the cluster has GPUs, else 0)")
-    search.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
-    search.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
-    search.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
+    _add_data_flags(search)
     search.add_argument("--algo", choices=["reinforce", "random", "evolution"],
                         help="the controller, the random baseline or regularized evolution")
     search.add_argument("--seed", type=int, help="seed of the controller and of every child (default 0)")
@@ -335,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--trials N: then go on to N children)")
     search.set_defaults(func=cmd_search)
 
+
+def _add_results(sub: Any) -> None:
     results = sub.add_parser("results", help="leaderboard of a search's children")
     results.add_argument("dir", help="a results folder, e.g. results/<name>")
     results.add_argument("--top", type=int, default=5, help="rows to show (default 5)")
@@ -343,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--max-params", type=int, metavar="N", help="show only children with at most N parameters")
     results.set_defaults(func=cmd_results)
 
+
+def _add_compare(sub: Any) -> None:
     compare = sub.add_parser("compare", help="best-so-far val_ppl of several searches, by children and by compute")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="results folders (results/<name>) or experiment "
                          "names under --results-dir; the first is the reference whose final best the others reach")
@@ -356,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "or per algo: the mean ± std of its runs")
     compare.set_defaults(func=cmd_compare)
 
+
+def _add_export(sub: Any) -> None:
     export = sub.add_parser("export", help="write a cell as a standalone PyTorch module")
     export.add_argument("source", help="a results folder, a spec JSON file, or a known cell name")
     export.add_argument("--out", required=True, help="the .py file to write (its spec JSON goes next to it)")
@@ -363,9 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--class-name", default="SearchedCell", help="name of the cell class (default SearchedCell)")
     export.set_defaults(func=cmd_export)
 
+
+def _add_train(sub: Any) -> None:
     train = sub.add_parser("train", help="retrain a cell to convergence and report its test perplexity")
     train.add_argument("source", nargs="+", help="what to train: a results folder (its best child, or --rank K), a "
-                       f"spec JSON file, a known cell name, or torch-lstm (torch.nn.LSTM, the reference); several "
+                       "spec JSON file, a known cell name, or torch-lstm (torch.nn.LSTM, the reference); several "
                        "train one after another under the same settings and are compared in one table")
     train.add_argument("--rank", type=int, default=1, help="which child of a results folder (default 1, the best)")
     train.add_argument("--top", type=int, metavar="K", help="retrain the K best children of a results folder, "
@@ -381,14 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seeds", type=int, default=1, help="independent trainings, seeds --seed, --seed+1, ... "
                        "(default 1); reports mean ± std")
     train.add_argument("--seed", type=int, help="first seed (default: the search's seed, else 0)")
-    train.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
-    train.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
-    train.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
+    _add_data_flags(train)
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
     train.add_argument("--out", help="folder to write (default: <results folder>/train-rank<K> or train-top<K>, "
                        "else results/train-<cell>-<date>-<time>; with several sources, one sub-folder each)")
     train.set_defaults(func=cmd_train)
 
+
+def _add_data(sub: Any) -> None:
     data = sub.add_parser("data", help="inspect or download corpora")
     dsub = data.add_subparsers(dest="data_command", required=True)
     info = dsub.add_parser("info", help="vocabulary and split sizes of a corpus")
@@ -399,8 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("name", help="ptb or wikitext-2")
     dl.add_argument("dir", help="directory to write the three split files into")
     dl.set_defaults(func=cmd_data_download)
-    return p
 
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """The corpus flags `nas search` and `nas train` share."""
+    parser.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
+    parser.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
+    parser.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()

@@ -15,13 +15,22 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from nas.records import CHILDREN_FILE, atomic_write, read_records
+from nas.records import (
+    CHILDREN_FILE,
+    CONFIG_FILE,
+    ChildRecord,
+    atomic_write,
+    child_records,
+    latest_per_trial,
+    read_children,
+)
 
 DEFAULT_AT = (25, 50, 100, 150)
 """The numbers of children ``nas compare`` shows the best-so-far value at (then each run's final count)."""
@@ -34,13 +43,6 @@ arithmetic when batch size and BPTT are fixed). A reused child costs neither."""
 
 
 # ---- curves: pure functions over records ---------------------------------------------------------------------------
-
-
-def _finish_order(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The records in the order given, a trial recorded more than once kept only at its last record."""
-    records = list(records)
-    last = {r["trial_id"]: i for i, r in enumerate(records) if r.get("trial_id") is not None}
-    return [r for i, r in enumerate(records) if r.get("trial_id") is None or last[r["trial_id"]] == i]
 
 
 def _train_seconds(r: Mapping[str, Any]) -> float:
@@ -70,11 +72,11 @@ def _completed_ppl(r: Mapping[str, Any]) -> float:
     return float(value) if math.isfinite(value) else math.nan
 
 
-def best_so_far(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def best_so_far(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.DataFrame:
     """One row per child in finish order: ``child`` (1, 2, ...), ``compute_seconds`` (cumulative train_seconds),
     ``compute_work`` (cumulative training batches x parameters, :data:`COMPUTE_COLUMNS`) and ``best_val_ppl``
     (the lowest val_ppl of a completed child so far; NaN before the first)."""
-    rows = _finish_order(records)
+    rows = [r.to_dict() for r in latest_per_trial(child_records(records))]
     seconds = np.array([_train_seconds(r) for r in rows], dtype=float)
     work = np.array([_work(r) for r in rows], dtype=float)
     ppl = np.array([_completed_ppl(r) for r in rows], dtype=float)
@@ -212,8 +214,6 @@ def find_run(run: str, results_dir: str | os.PathLike = "results") -> Path:
 
 def run_algo(run_dir: str | os.PathLike) -> str:
     """The search algorithm a run used (``algo`` in its config.json), or a note saying why it is unknown."""
-    from nas.config import CONFIG_FILE
-
     try:
         config = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
     except (OSError, ValueError):
@@ -223,7 +223,7 @@ def run_algo(run_dir: str | os.PathLike) -> str:
 
 def load_curve(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The best-so-far curve of a results folder, from its children.jsonl."""
-    return best_so_far(read_records(Path(run_dir) / CHILDREN_FILE))
+    return best_so_far(read_children(run_dir))
 
 
 # ---- the plot ------------------------------------------------------------------------------------------------------

@@ -39,53 +39,23 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from nas.controller import ControllerConfig
 from nas.evolution import EvolutionConfig
+from nas.records import CONFIG_FILE  # noqa: F401 - also imported from here
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
-from workers.data import BUNDLED, LEVELS
-from workers.download import DATASETS
+from workers.corpora import DataConfig
 from workers.model import ModelConfig
 from workers.train import Budget, ChildSettings, TrainConfig, split_hparams
 
 ALGOS = ("reinforce", "random", "evolution")
 SCHEDULERS = ("none", "asha")
-
-CONFIG_FILE = "config.json"
-"""The settings a search ran with, in its results folder (what ``--resume`` and ``nas train`` read)."""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which corpus children train on."""
-
-    dataset: str = "shakespeare"
-    """A bundled corpus (shakespeare), ptb or wikitext-2 (with data_dir), or a directory of split files."""
-    data_dir: str | None = None
-    """Directory holding ptb/wikitext-2 files (see `nas data download`)."""
-    level: str = "auto"
-    """"word", "char", or "auto" (char for the bundled corpus, word for directories)."""
-
-    def __post_init__(self) -> None:
-        if self.level not in LEVELS:
-            raise ValueError(f"data.level: {self.level!r} is not one of {', '.join(LEVELS)}")
-        if self.dataset in DATASETS and not self.data_dir:
-            raise ValueError(
-                f"data.dataset: {self.dataset} needs a directory with its files; pass --data-dir DIR "
-                f"(fetch them with `nas data download {self.dataset} DIR`)"
-            )
-
-    @property
-    def source(self) -> str:
-        """What to hand to ``workers.data.load_corpus``."""
-        if self.dataset in BUNDLED and not self.data_dir:
-            return self.dataset
-        return self.data_dir or self.dataset
 
 
 @dataclass(frozen=True)
@@ -216,7 +186,8 @@ class SearchConfig:
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\") or self.name in (".", ".."):
+        name = self.name
+        if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name in (".", ".."):
             raise ValueError(f"name: {self.name!r} is not allowed; use a plain folder name like my-search")
         if self.trials < 1:
             raise ValueError(f"trials: {self.trials} is not allowed; use 1 or more")
@@ -315,7 +286,8 @@ def _build(cls: type, table: Any, section: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls) if f.init and not f.metadata.get("derived")]
     unknown = sorted(set(table) - set(names))
     if unknown:
-        raise ValueError(f"{prefix}{unknown[0]}: unknown setting; allowed in {f'[{section}]' if section else 'the top level'}: "
+        where = f"[{section}]" if section else "the top level"
+        raise ValueError(f"{prefix}{unknown[0]}: unknown setting; allowed in {where}: "
                          f"{', '.join(names)}")
     kwargs = {}
     for key, value in table.items():

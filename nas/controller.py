@@ -18,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -108,7 +109,8 @@ class ControllerConfig:
         for name in ("temperature", "tanh_constant", "grad_clip"):
             v = getattr(self, name)
             if v is not None and (not _is_number(v) or not v > 0):
-                raise ValueError(f"controller.{name}: {v!r} is not allowed; use a finite number > 0, or None to disable")
+                raise ValueError(
+                    f"controller.{name}: {v!r} is not allowed; use a finite number > 0, or None to disable")
         if not _is_number(self.entropy_weight) or self.entropy_weight < 0:
             raise ValueError(
                 f"controller.entropy_weight: {self.entropy_weight!r} is not allowed; use a finite number >= 0"
@@ -129,14 +131,15 @@ class ControllerConfig:
             raise ValueError(f"controller.share_heads: {self.share_heads!r} is not allowed; use true or false")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ControllerConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> ControllerConfig:
         """Build from a mapping (e.g. a TOML table); unknown keys are errors that list the allowed ones."""
         if not isinstance(d, Mapping):
             raise ValueError(f"controller: expected a table of settings, got {type(d).__name__}")
         allowed = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(allowed))
         if unknown:
-            raise ValueError(f"controller: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}")
+            raise ValueError(
+                f"controller: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

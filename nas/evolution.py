@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class EvolutionConfig:
                              f"({self.population}); use at most {self.population}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EvolutionConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> EvolutionConfig:
         if not isinstance(d, Mapping):
             raise ValueError(f"evolution: expected a table of settings, got {type(d).__name__}")
         allowed = [f.name for f in dataclasses.fields(cls)]

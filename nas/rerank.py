@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -29,7 +30,14 @@ from nas.export import write_export
 from nas.records import atomic_write, json_safe
 from nas.results import load_cells
 from nas.retrain import (
-    RetrainConfig, RetrainOutcome, check_out_dir, format_mean_std, mean_std, retrain, scored, text_table,
+    RetrainConfig,
+    RetrainOutcome,
+    check_out_dir,
+    format_mean_std,
+    mean_std,
+    retrain,
+    scored,
+    text_table,
 )
 from search_spaces import ChildSpec
 
@@ -131,7 +139,8 @@ def _write(out_dir: Path, rows: list[dict[str, Any]], tau: float | None, winner:
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {"rows": rows, "kendall_tau_b": tau, "winner_search_rank": winner,
            "winner_by": "retrained validation perplexity (mean over seeds)"}
-    atomic_write(out_dir / TOP_JSON, lambda p: p.write_text(json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n"))
+    text = json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n"
+    atomic_write(out_dir / TOP_JSON, lambda p: p.write_text(text))
     atomic_write(out_dir / TOP_CSV, lambda p: pd.DataFrame(rows).to_csv(p, index=False))
 
 
@@ -139,7 +148,8 @@ def top_lines(top: TopOutcome) -> list[str]:
     """The console table: search rank and perplexity against the retrained ones, tau and the winner."""
     table = [("search rank", "search val ppl", "retrained val ppl", "test ppl", "retrained rank", "parameters")]
     for r in top.rows:
-        table.append((str(r["search_rank"]), f"{r['search_val_ppl']:.2f}", format_mean_std(r["val_ppl"], r["val_ppl_std"]),
+        table.append((str(r["search_rank"]), f"{r['search_val_ppl']:.2f}",
+                      format_mean_std(r["val_ppl"], r["val_ppl_std"]),
                       format_mean_std(r["test_ppl"], r["test_ppl_std"]), str(r.get("retrained_rank") or "-"),
                       f"{r['params']:,}" if r["params"] else "-"))
     lines = text_table(table)

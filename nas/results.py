@@ -7,16 +7,28 @@ can always be rebuilt from ``children.jsonl`` and ``controller.jsonl`` with :fun
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from nas.records import CHILDREN_FILE, CONTROLLER_FILE, atomic_write, json_safe, read_records
+from nas.records import (
+    CHILDREN_FILE,
+    CONTROLLER_FILE,
+    ChildRecord,
+    atomic_write,
+    child_records,
+    json_safe,
+    latest_per_trial,
+    read_children,
+    read_records,
+)
 from search_spaces import ChildSpec
 from workers.outcome import OUTCOME_COLUMNS
 
@@ -64,20 +76,18 @@ def _hparam_column(name: str) -> str:
     return f"hp.{name}" if name in LEAD_COLUMNS or name in TAIL_COLUMNS else name
 
 
-def children_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def children_table(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.DataFrame:
     """One row per child (last record of a trial_id wins), sorted by ``index``; nullable dtypes, NA = missing.
 
     Columns: rank (1 = lowest val_ppl among completed children, NA for the rest), trial_id, index, status,
     val_ppl, reward, params, train_seconds, epochs, one column per hyperparameter, formula, spec (compact JSON),
     error, seed. A hyperparameter named like one of those columns gets an ``hp.`` prefix.
     """
-    rows = _last_wins(records, "trial_id", "children")
-    if any(r.get("index") is None for r in rows):
-        raise ValueError("children: every record needs an 'index' (the order the child was sampled)")
+    rows = [r.to_dict() for r in latest_per_trial(child_records(records))]
     rows.sort(key=lambda r: r["index"])
     hp_names: dict[str, None] = {}  # ordered set, in order of first appearance
     for r in rows:
-        hp_names.update(dict.fromkeys(((r.get("spec") or {}).get("hparams") or {})))
+        hp_names.update(dict.fromkeys((r.get("spec") or {}).get("hparams") or {}))
 
     cols: dict[str, Any] = {}
     for name, dtype in LEAD_COLUMNS.items():
@@ -147,18 +157,6 @@ def _not_a_run(run_dir: Path) -> ValueError:
     )
 
 
-def load_cells(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """The cells table of a run: built from children.jsonl, else read from cells.parquet or cells.csv."""
-    run_dir = Path(run_dir)
-    if (run_dir / CHILDREN_FILE).is_file():
-        return children_table(read_records(run_dir / CHILDREN_FILE))
-    if (run_dir / CELLS_PARQUET).is_file():
-        return _with_every_column(pd.read_parquet(run_dir / CELLS_PARQUET))
-    if (run_dir / CELLS_CSV).is_file():
-        return _with_every_column(_read_csv(run_dir / CELLS_CSV, {**LEAD_COLUMNS, **TAIL_COLUMNS}))
-    raise _not_a_run(run_dir)
-
-
 def _with_every_column(df: pd.DataFrame) -> pd.DataFrame:
     """A table written by an older version, with the columns added since (missing values) in their places."""
     lead = list(LEAD_COLUMNS)
@@ -184,38 +182,94 @@ def _existing_dir(run_dir: str | os.PathLike) -> Path:
     return run_dir
 
 
-def write_tables(run_dir: str | os.PathLike) -> list[Path]:
-    """Rebuild cells.csv, cells.parquet, controller.csv and progress.png from the run's JSONL records.
+class Run:
+    """A results folder of `nas search`, opened once per command and passed on: its child records are read once,
+    its cells table built once, and tables, plot and rank lookups all come from those.
 
-    The folder must exist; missing record files mean no children / no controller updates yet.
+    Open it after the search has written to it (the records are read on first use and kept).
     """
-    run_dir = _existing_dir(run_dir)
-    cells = children_table(read_records(run_dir / CHILDREN_FILE))
-    controller = controller_table(read_records(run_dir / CONTROLLER_FILE))
-    return [
-        atomic_write(run_dir / CELLS_CSV, lambda p: cells.to_csv(p, index=False)),
-        atomic_write(run_dir / CELLS_PARQUET, lambda p: cells.to_parquet(p, index=False)),
-        atomic_write(run_dir / CONTROLLER_CSV, lambda p: controller.to_csv(p, index=False)),
-        _write_progress(run_dir, cells, controller),
-    ]
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @functools.cached_property
+    def children(self) -> list[ChildRecord]:
+        """Every record of ``children.jsonl``, in file order."""
+        return read_children(self.path)
+
+    @functools.cached_property
+    def _built_cells(self) -> pd.DataFrame:
+        return children_table(self.children)
+
+    @functools.cached_property
+    def cells(self) -> pd.DataFrame:
+        """The cells table: built from children.jsonl, else read from cells.parquet or cells.csv (a folder whose
+        records were deleted). Shared: derive a new frame rather than changing this one."""
+        if (self.path / CHILDREN_FILE).is_file():
+            return self._built_cells
+        if (self.path / CELLS_PARQUET).is_file():
+            return _with_every_column(pd.read_parquet(self.path / CELLS_PARQUET))
+        if (self.path / CELLS_CSV).is_file():
+            return _with_every_column(_read_csv(self.path / CELLS_CSV, {**LEAD_COLUMNS, **TAIL_COLUMNS}))
+        raise _not_a_run(self.path)
+
+    def write_tables(self) -> list[Path]:
+        """Rebuild cells.csv, cells.parquet, controller.csv and progress.png from the run's JSONL records.
+
+        The folder must exist; missing record files mean no children / no controller updates yet.
+        """
+        run_dir = _existing_dir(self.path)
+        cells = self._built_cells
+        controller = controller_table(read_records(run_dir / CONTROLLER_FILE))
+        return [
+            atomic_write(run_dir / CELLS_CSV, lambda p: cells.to_csv(p, index=False)),
+            atomic_write(run_dir / CELLS_PARQUET, lambda p: cells.to_parquet(p, index=False)),
+            atomic_write(run_dir / CONTROLLER_CSV, lambda p: controller.to_csv(p, index=False)),
+            _write_progress(run_dir, cells, controller),
+        ]
+
+    def plot_progress(self) -> Path:
+        """Write ``progress.png`` (see :func:`plot_progress`)."""
+        run_dir = _existing_dir(self.path)
+        has_cells = any((run_dir / f).is_file() for f in (CHILDREN_FILE, CELLS_PARQUET, CELLS_CSV))
+        cells = self.cells if has_cells else children_table([])
+        return _write_progress(run_dir, cells, _load_controller(run_dir))
+
+    def child_at_rank(self, rank: int = 1) -> pd.Series:
+        """The results row of the ``rank``-th best completed child (by val_ppl)."""
+        df = self.cells
+        n = int(df["rank"].notna().sum())
+        if not isinstance(rank, int) or rank < 1 or rank > n:
+            choice = f"give a rank from 1 to {n}" if n else "wait for a child to complete"
+            raise ValueError(f"rank {rank!r}: {self.path} has {n} completed children with a val_ppl; {choice}")
+        child = df.loc[df["rank"] == rank].iloc[0]
+        if pd.isna(child["spec"]):
+            raise ValueError(f"rank {rank}: the record of this child has no spec")
+        return child
+
+    def spec_at_rank(self, rank: int = 1) -> ChildSpec:
+        """The spec of the ``rank``-th best completed child (by val_ppl)."""
+        return ChildSpec.from_json(self.child_at_rank(rank)["spec"])
+
+
+def load_cells(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The cells table of a run (:attr:`Run.cells`)."""
+    return Run(run_dir).cells
+
+
+def write_tables(run_dir: str | os.PathLike) -> list[Path]:
+    """:meth:`Run.write_tables` of the folder ``run_dir``."""
+    return Run(run_dir).write_tables()
 
 
 def child_at_rank(run_dir: str | os.PathLike, rank: int = 1) -> pd.Series:
     """The results row of the ``rank``-th best completed child (by val_ppl) of a run."""
-    df = load_cells(run_dir)
-    n = int(df["rank"].notna().sum())
-    if not isinstance(rank, int) or rank < 1 or rank > n:
-        choice = f"give a rank from 1 to {n}" if n else "wait for a child to complete"
-        raise ValueError(f"rank {rank!r}: {run_dir} has {n} completed children with a val_ppl; {choice}")
-    child = df.loc[df["rank"] == rank].iloc[0]
-    if pd.isna(child["spec"]):
-        raise ValueError(f"rank {rank}: the record of this child has no spec")
-    return child
+    return Run(run_dir).child_at_rank(rank)
 
 
 def spec_at_rank(run_dir: str | os.PathLike, rank: int = 1) -> ChildSpec:
     """The spec of the ``rank``-th best completed child (by val_ppl) of a run."""
-    return ChildSpec.from_json(child_at_rank(run_dir, rank)["spec"])
+    return Run(run_dir).spec_at_rank(rank)
 
 
 # ---- reading the results -------------------------------------------------------------------------------------------
@@ -284,10 +338,7 @@ def leaderboard(df: pd.DataFrame, top: int = 5, sort: str = "val_ppl", width: in
 def plot_progress(run_dir: str | os.PathLike) -> Path:
     """Write ``progress.png``: val_ppl per child with the running best, and the controller's reward, baseline
     and entropy per update (or a note that this was a random search). Returns its path."""
-    run_dir = _existing_dir(run_dir)
-    has_cells = any((run_dir / f).is_file() for f in (CHILDREN_FILE, CELLS_PARQUET, CELLS_CSV))
-    cells = load_cells(run_dir) if has_cells else children_table([])
-    return _write_progress(run_dir, cells, _load_controller(run_dir))
+    return Run(run_dir).plot_progress()
 
 
 _MARKS = {"diverged": ("x", "tab:red"), "failed": ("X", "black"), "stopped": ("v", "tab:orange")}

@@ -35,19 +35,28 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from nas.config import DataConfig, SearchConfig
 from nas.records import atomic_write, json_safe
 from search_spaces import ChildSpec
-from workers.data import load_corpus
+from workers.data import Corpus, load_corpus
 from workers.model import ChildLM, ModelConfig, build_child
 from workers.train import (
-    Budget, EpochReport, Progress, TrainConfig, TrainResult, failure_text, pick_device, split_hparams, train_child,
+    BatchProgress,
+    Budget,
+    EpochReport,
+    TrainConfig,
+    TrainResult,
+    failure_text,
+    pick_device,
+    split_hparams,
+    train_child,
 )
 
 TRAIN_FILE = "train.json"
@@ -179,14 +188,14 @@ class ProgressLine:
         self.seed, self.epochs, self.started, self.out, self.terminal = seed, epochs, started, out, terminal
         self.last, self.drawn = time.perf_counter(), False
 
-    def text(self, p: Progress) -> str:
+    def text(self, p: BatchProgress) -> str:
         width = len(str(self.epochs))
         done = p.batches / max(p.total, 1)
         bar = "#" * int(done * 20)
         return (f"seed {self.seed} · epoch {p.epoch:>{width}}/{self.epochs} [{bar:<20}] {done:4.0%} · train loss "
                 f"{p.train_loss:.3f} · {_duration(time.perf_counter() - self.started)}")
 
-    def update(self, p: Progress) -> None:
+    def update(self, p: BatchProgress) -> None:
         now = time.perf_counter()
         if self.terminal:
             sys.stdout.write("\r" + self.text(p))
@@ -270,7 +279,7 @@ def bits_per_token(ppl: float) -> float:
     return math.log2(ppl) if ppl > 0 else math.nan
 
 
-def summary_line(mean: float, std: float, runs: list[dict[str, Any]], level: str = "word") -> str:
+def seeds_summary_line(mean: float, std: float, runs: list[dict[str, Any]], level: str = "word") -> str:
     """E.g. ``test perplexity 4.95 ± 0.03 over 3 seeds (4.93, 4.98, 4.94)``; at character level followed by
     ``, 2.31 bits/char``."""
     done = scored(runs)
@@ -311,9 +320,7 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / SPEC_FILE, lambda p: p.write_text(spec.to_json() + "\n"))
     device = pick_device(cfg.device)
-    header = {"source": source, "spec": spec.to_dict(), "settings": cfg.to_dict(), "corpus": corpus.summary(),
-              "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "",
-              "threads": torch.get_num_threads(), "torch": torch.__version__}
+    header = _header(source, spec, cfg, corpus, device)
     runs: list[dict[str, Any]] = []
 
     def write(records: list[dict[str, Any]]) -> None:
@@ -323,19 +330,9 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
         atomic_write(out_dir / TRAIN_FILE, lambda p: p.write_text(text))
 
     for seed in cfg.seeds:
-        started, history = time.perf_counter(), []
-
-        progress = ProgressLine(seed, cfg.budget.epochs, started, out, terminal)
-
-        def on_epoch(r: EpochReport) -> None:
-            progress.clear()
-            history.append(r)
-            out(epoch_line(seed, cfg.budget.epochs, r, started, corpus.level))
-
+        history: list[EpochReport] = []
         try:
-            result = train_child(spec.cell, corpus, spec.hparams.as_dict(), cfg.budget, cfg.model, cfg.train,
-                                 seed=seed, device=device, evaluate_test=True, on_epoch=on_epoch,
-                                 on_progress=progress.update)
+            result = _train_seed(spec, cfg, corpus, seed, device, history, out, terminal)
             record = _record(seed, history, result)
         except KeyboardInterrupt:
             write(runs + [_record(seed, history, status="interrupted", message="stopped by Ctrl-C")])
@@ -344,13 +341,39 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
         except Exception as e:  # noqa: BLE001 - one seed's error is recorded; the others still run
             result, record = None, _record(seed, history, status="failed", message=failure_text(e, OOM_HINT))
         if result is not None and record["model"]:
-            ckpt = _checkpoint(spec, child_model, child_train, corpus.vocab, record, result.best_state)
-            atomic_write(out_dir / record["model"], lambda p: torch.save(ckpt, p))
+            _save_checkpoint(out_dir / record["model"],
+                             _checkpoint(spec, child_model, child_train, corpus.vocab, record, result.best_state))
         runs.append(record)
         write(runs)
         out(_seed_line(record, patience))
     mean, std = _summary(runs)
     return RetrainOutcome(out_dir, tuple(runs), mean, std, corpus.level)
+
+
+def _header(source: str, spec: ChildSpec, cfg: RetrainConfig, corpus: Corpus, device: torch.device) -> dict[str, Any]:
+    """What ``train.json`` records besides the runs: the source, spec, settings, corpus and machine."""
+    return {"source": source, "spec": spec.to_dict(), "settings": cfg.to_dict(), "corpus": corpus.summary(),
+            "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "",
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def _train_seed(spec: ChildSpec, cfg: RetrainConfig, corpus: Corpus, seed: int, device: torch.device,
+                history: list[EpochReport], out: Callable[[str], None], terminal: bool) -> TrainResult:
+    """Train one seed, appending each epoch's report to ``history`` (also on failure) and printing progress."""
+    started = time.perf_counter()
+    progress = ProgressLine(seed, cfg.budget.epochs, started, out, terminal)
+
+    def on_epoch(r: EpochReport) -> None:
+        progress.clear()
+        history.append(r)
+        out(epoch_line(seed, cfg.budget.epochs, r, started, corpus.level))
+
+    return train_child(spec.cell, corpus, spec.hparams.as_dict(), cfg.budget, cfg.model, cfg.train,
+                       seed=seed, device=device, evaluate_test=True, on_epoch=on_epoch, on_progress=progress.update)
+
+
+def _save_checkpoint(path: Path, ckpt: dict[str, Any]) -> None:
+    atomic_write(path, lambda p: torch.save(ckpt, p))
 
 
 def comparison_rows(labels: list[str], outcomes: list[RetrainOutcome]) -> list[dict[str, Any]]:
@@ -360,7 +383,8 @@ def comparison_rows(labels: list[str], outcomes: list[RetrainOutcome]) -> list[d
         done = scored(list(o.runs))
         val, val_std = mean_std([r["val_ppl"] for r in done])
         row = {"source": label, "params": done[0]["params"] if done else None, "seeds": len(done),
-               "val_ppl": val, "val_ppl_std": val_std, "test_ppl": o.test_ppl_mean, "test_ppl_std": o.test_ppl_std, "folder": str(o.out_dir)}
+               "val_ppl": val, "val_ppl_std": val_std, "test_ppl": o.test_ppl_mean, "test_ppl_std": o.test_ppl_std,
+               "folder": str(o.out_dir)}
         if o.level == "char":
             row["test_bpc"] = bits_per_token(o.test_ppl_mean)
         rows.append(row)
@@ -373,9 +397,10 @@ def comparison_lines(labels: list[str], outcomes: list[RetrainOutcome]) -> list[
     char = any("test_bpc" in r for r in rows)
     table = [("source", "parameters", "val ppl", "test ppl") + (("bits/char",) if char else ())]
     for r in rows:
+        bpc = (f"{r['test_bpc']:.3f}" if math.isfinite(r.get("test_bpc", math.nan)) else "-",) if char else ()
         table.append((r["source"], f"{r['params']:,}" if r["params"] else "-",
-                      format_mean_std(r["val_ppl"], r["val_ppl_std"]), format_mean_std(r["test_ppl"], r["test_ppl_std"]))
-                     + ((f"{r['test_bpc']:.3f}" if math.isfinite(r.get("test_bpc", math.nan)) else "-",) if char else ()))
+                      format_mean_std(r["val_ppl"], r["val_ppl_std"]),
+                      format_mean_std(r["test_ppl"], r["test_ppl_std"])) + bpc)
     return text_table(table, left=1)
 
 

@@ -8,12 +8,13 @@ it writes the tables and plot, exports the best cell and returns a :class:`Searc
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 # Keep Ray's console quiet; must be set before ray is imported.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -25,15 +26,16 @@ from ray import tune  # noqa: E402
 
 from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
 from nas.export import write_export  # noqa: E402
-from nas.records import atomic_write, read_records  # noqa: E402
-from nas.results import leaderboard, load_cells, spec_at_rank, write_tables  # noqa: E402
+from nas.records import ChildRecord, atomic_write, latest_per_trial, read_children  # noqa: E402
+from nas.results import Run, leaderboard  # noqa: E402
 from nas.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
+from search_spaces import ChildSpec  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402
 from workers.outcome import METRIC, ChildOutcome  # noqa: E402
-from search_spaces import ChildSpec  # noqa: E402
 from workers.train import batches_per_epoch, child_parameters  # noqa: E402
 from workers.trainable import train_trial  # noqa: E402
+
 
 class SearchError(ValueError):
     """A search cannot start; the message names the problem and the fix."""
@@ -51,22 +53,31 @@ class SearchOutcome:
     """Wall time of the Tune run (tuner.fit), without Ray start-up and the final tables."""
 
 
-class Progress(tune.Callback):
+class SearchProgress(tune.Callback):
     """One console line per finished child: done / running / best so far (counting children recorded before a
-    resume: Tune restores this callback as it was pickled at the start, so :meth:`setup` re-reads the records)."""
+    resume: Tune restores this callback as it was pickled at the start, so :meth:`setup` re-reads the records).
+
+    Children the searcher records without a trial (reused, over budget) reach it through :meth:`child_recorded`,
+    which the searcher calls as it writes each record (``searcher.listeners``); they are printed when the next
+    trial starts and at the end."""
 
     def __init__(self, total: int, out: Callable[[str], None], run_dir: Path | None = None) -> None:
         self.total, self.out, self.run_dir = total, out, run_dir
         self.best: tuple[float, int] | None = None
         self.done = 0
+        self.untrained: list[ChildRecord] = []  # recorded without a trial, not yet printed
 
     def setup(self, **info) -> None:
-        records = read_records(self.run_dir / "children.jsonl") if self.run_dir else []  # [] when none yet
-        self.read = len(records)
-        rows = list({r["trial_id"]: r for r in records}.values())
+        rows = latest_per_trial(read_children(self.run_dir)) if self.run_dir else []  # [] when none yet
         self.done = len(rows)  # one per trial: a child recorded just before a crash may be re-run and re-reported
-        done = [(r["val_ppl"], r["index"]) for r in rows if r.get("status") == "completed" and r.get("val_ppl")]
+        done = [(r.outcome.val_ppl, r.index) for r in rows
+                if r.outcome.status == "completed" and r.outcome.val_ppl and not math.isnan(r.outcome.val_ppl)]
         self.best = min(done) if done else None
+
+    def child_recorded(self, record: ChildRecord) -> None:
+        """The searcher wrote ``record``: keep it for a line if it ran no trial (reused, or over the budget)."""
+        if record.reused_from is not None or record.outcome.status == "over_budget":
+            self.untrained.append(record)
 
     def _line(self, trials, trial, status: str, ppl: float | None, index) -> None:
         self.done += 1
@@ -94,16 +105,14 @@ class Progress(tune.Callback):
     def reused(self, trials) -> None:
         """A line for each child the searcher recorded without a trial: reusing an earlier child's outcome, or over
         the parameter budget."""
-        if self.run_dir is None:
-            return
-        for r in read_records(self.run_dir / "children.jsonl")[self.read:]:
-            self.read += 1
-            if r.get("reused_from") is not None:
-                got = ChildOutcome.from_result(r)
-                status = f"= child {r['reused_from']}"
-                self._line(trials, None, status, got.val_ppl if got.status == "completed" else None, r["index"])
-            elif r.get("status") == "over_budget":
-                self._line(trials, None, "over_budget", None, r["index"])
+        untrained, self.untrained = self.untrained, []
+        for r in untrained:
+            if r.reused_from is not None:
+                got = ChildOutcome.from_result(r.to_dict())
+                status = f"= child {r.reused_from}"
+                self._line(trials, None, status, got.val_ppl if got.status == "completed" else None, r.index)
+            else:
+                self._line(trials, None, "over_budget", None, r.index)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._line(trials, trial, "failed", None, trial.config.get("index", "?"))
@@ -156,8 +165,8 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection(endpoint, timeout=5).close()
     except OSError as e:
-        raise SearchError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); check the address "
-                          "and that the head node is up (`ray status`), or leave --address out to run locally") from None
+        raise SearchError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); check the address and "
+                          "that the head node is up (`ray status`), or leave --address out to run locally") from None
 
 
 def _init_ray(cfg: SearchConfig) -> None:
@@ -274,13 +283,14 @@ def _trained(cells) -> str:
 
 def _recorded(run_dir: Path) -> int:
     """Children with a final record (one per trial)."""
-    return len({r["trial_id"] for r in read_records(run_dir / "children.jsonl")})
+    return len(latest_per_trial(read_children(run_dir)))
 
 
 def _write_config(cfg: SearchConfig, plan: Plan) -> None:
     # config.json records what runs: "auto" resolved, which is also what a resumed Tuner keeps
     ran = replace(cfg, concurrency=plan.concurrency, gpus_per_trial=plan.gpus_per_trial)
-    atomic_write(cfg.run_dir / CONFIG_FILE, lambda p: p.write_text(json.dumps(ran.to_dict(), indent=2, default=str) + "\n"))
+    text = json.dumps(ran.to_dict(), indent=2, default=str) + "\n"
+    atomic_write(cfg.run_dir / CONFIG_FILE, lambda p: p.write_text(text))
 
 
 def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], None] = print) -> SearchOutcome:
@@ -291,31 +301,49 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     same folder whose searcher continues from the saved state (controller, population, RNG, trained specs).
     """
     corpus = prepare(cfg, resume)
-    run_dir = cfg.run_dir
     started_budget = load_run_config(cfg.results_dir, cfg.name).trials if resume else cfg.trials
     if cfg.trials < started_budget:
         raise SearchError(f"--trials {cfg.trials} is below the {started_budget} children {cfg.name!r} was started "
                           f"with; give more to extend it, or leave --trials out to finish it")
     top = max_fidelity(cfg, corpus)
+    rungs = _rungs(cfg, top)
+    _init_ray(cfg)
+    plan = plan_resources(cfg, ray.cluster_resources())
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _write_config(cfg, plan)
+    out(_start_line(cfg, resume, plan, rungs, top, corpus))
+    elapsed = _fit(cfg, resume, started_budget, corpus, plan, rungs, top, out)
+    return _finish(cfg, corpus.level, elapsed, out)
+
+
+def _rungs(cfg: SearchConfig, top: int) -> tuple[int, ...]:
+    """The early-stopping rungs (training batches) of a child's budget of ``top`` batches; none without ASHA."""
     rungs = cfg.scheduler.rungs(top)
     if cfg.scheduler.kind == "asha" and not rungs:
         raise SearchError(f"scheduler.grace_period: {cfg.scheduler.grace_period} training batches leave no rung "
                           f"before the end of a child's budget ({top} batches); lower the grace period below {top}, "
                           "raise [budget], or set [scheduler] kind = \"none\"")
-    _init_ray(cfg)
-    plan = plan_resources(cfg, ray.cluster_resources())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        _write_config(cfg, plan)
+    return rungs
+
+
+def _start_line(cfg: SearchConfig, resume: bool, plan: Plan, rungs: tuple[int, ...], top: int, corpus: Corpus) -> str:
     each = f"{plan.cpus_per_trial:g} CPU" + (f", {plan.gpus_per_trial:g} GPU" if plan.gpus_per_trial else "")
     stopping = (f", early stopping at {'/'.join(map(str, rungs))} of {top} batches" if rungs else "")
-    out(f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
-        f"({each} each), algo {cfg.algo}{stopping}, data {cfg.data.source} ({corpus.level}, vocab "
-        f"{corpus.vocab_size}), results in {shown(run_dir)}")
+    return (f"{'resuming' if resume else 'search'} {cfg.name}: {cfg.trials} children, {plan.concurrency} at a time "
+            f"({each} each), algo {cfg.algo}{stopping}, data {cfg.data.source} ({corpus.level}, vocab "
+            f"{corpus.vocab_size}), results in {shown(cfg.run_dir)}")
 
+
+def _fit(cfg: SearchConfig, resume: bool, started_budget: int, corpus: Corpus, plan: Plan, rungs: tuple[int, ...],
+         top: int, out: Callable[[str], None]) -> float:
+    """The Tune runs of the search: the unfinished one in the folder (on resume), then a new one for the children
+    still to train (a fresh search, or an extension). Returns their wall time in seconds."""
+    run_dir = cfg.run_dir
+    progress = SearchProgress(cfg.trials, out, run_dir)
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
-        callbacks=[Progress(cfg.trials, out, run_dir)],
+        callbacks=[progress],
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
     )
     trainable = _trainable(cfg, corpus, plan, rungs)
@@ -333,6 +361,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         tune_run_done = True
     if recorded < cfg.trials and tune_run_done:  # a fresh search, or an extension
         searcher = _make_searcher(cfg, rungs, corpus.vocab_size)
+        searcher.listeners.append(progress.child_recorded)
         if resume:
             searcher.restore_from_dir(str(run_dir))
             _write_config(cfg, plan)  # the new budget, for later resumes
@@ -344,16 +373,21 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
                                         trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
             run_config=run_config,
         ).fit()
-    elapsed = time.time() - start
+    return time.time() - start
 
-    write_tables(run_dir)
-    cells = load_cells(run_dir)
+
+def _finish(cfg: SearchConfig, level: str, elapsed: float, out: Callable[[str], None]) -> SearchOutcome:
+    """Tables, plot and the best cell's export, once Tune returns; the leaderboard and what to do next."""
+    run_dir = cfg.run_dir
+    run = Run(run_dir)  # opened once the Tune run is over: its records are read once, here
+    run.write_tables()
+    cells = run.cells
     finished = len(cells)
     interrupted = finished < cfg.trials
     best_export = None
     if (cells["status"] == "completed").any():
-        best_export, _ = write_export(spec_at_rank(run_dir, 1), run_dir / "best_cell.py")
-    board = leaderboard(cells, top=5, level=corpus.level)
+        best_export, _ = write_export(run.spec_at_rank(1), run_dir / "best_cell.py")
+    board = leaderboard(cells, top=5, level=level)
     out(f"\n{board}\n")
     out(f"{finished} children in {elapsed:.0f} s ({_trained(cells)}); tables and plot in {shown(run_dir)}")
     if best_export:

@@ -32,16 +32,17 @@ import os
 import pickle
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from ray.tune.search import Searcher
 
 from nas.controller import Controller, ControllerConfig
 from nas.evolution import EvolutionConfig, Population
+from nas.records import ChildRecord, append_child, append_record, read_children
 from nas.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
-from nas.records import append_record, read_records
 from search_spaces.space import ChildSpec, SearchSpace
 from workers.outcome import METRIC, ChildOutcome
 
@@ -75,6 +76,7 @@ class NasSearcher(Searcher):
         self.live: dict[str, tuple[int, list[int]]] = {}  # trial id -> (index, actions)
         self.finished: set[str] = set()
         self.trained: dict[str, dict[str, Any]] = {}  # spec JSON -> the record of the child that trained it
+        self.listeners: list[Callable[[ChildRecord], None]] = []  # told of each record as it is written (progress)
 
     # -- subclass hooks --
     def _propose(self) -> list[int]:
@@ -150,14 +152,16 @@ class NasSearcher(Searcher):
         measured = self._learns(outcome.status, outcome.fidelity)
         reward = reward_of(outcome.val_ppl, "completed" if outcome.status == "stopped" else outcome.status,
                            self.config) if measured else math.nan
-        record = {
-            "trial_id": trial_id, "index": index, **outcome.to_dict(), "reward": reward, "reused_from": reused_from,
-            "seed": child_seed(self.seed, index), "formula": "; ".join(spec.cell.formula().splitlines()),
-            "spec": spec.to_dict(), "started_at": result.get("started_at"),
-            "finished_at": result.get("finished_at", time.time()), "node_ip": result.get("node_ip"),
-            "node_id": result.get("node_id"), "gpus": result.get("gpus"),
-        }
-        append_record(Path(self.run_dir) / "children.jsonl", record)
+        child = ChildRecord(
+            trial_id, index, outcome, reward, reused_from, seed=child_seed(self.seed, index),
+            formula="; ".join(spec.cell.formula().splitlines()), spec=spec.to_dict(),
+            started_at=result.get("started_at"), finished_at=result.get("finished_at", time.time()),
+            node_ip=result.get("node_ip"), node_id=result.get("node_id"), gpus=result.get("gpus"),
+        )
+        append_child(self.run_dir, child)
+        for listener in getattr(self, "listeners", ()):  # a searcher pickled by an older version has none
+            listener(child)
+        record = child.to_dict()
         self._remember(record)
         if self._teaches(record):
             self._teach(trial_id, self.space.encode(spec), record)
@@ -223,7 +227,7 @@ class NasSearcher(Searcher):
         duplicate and ignored. Every record also marks its spec as trained.
         """
         self.trained = {}
-        for r in read_records(Path(self.run_dir) / "children.jsonl"):
+        for r in (c.to_dict() for c in read_children(self.run_dir)):
             self._remember(r)
             trial_id = r.get("trial_id")
             if trial_id in self.finished:

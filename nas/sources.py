@@ -9,19 +9,20 @@ has twice an LSTM's recurrent weights), so :func:`match_params` sizes the LSTM t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from nas.results import spec_at_rank
-from nas.retrain import RetrainConfig, folder_safe
 from search_spaces import KNOWN_CELLS, ChildSpec, HParams, known_cell
-from workers.data import load_corpus
-from workers.train import child_parameters
+
+if TYPE_CHECKING:  # torch: imported where a model is counted or trained, so that `nas show` starts without it
+    from nas.retrain import RetrainConfig
 
 TORCH_LSTM = "torch-lstm"
 """The source name of the reference LSTM: ``torch.nn.LSTM`` (cuDNN on GPUs) trained by the same loop, data and
 settings as any cell (:attr:`workers.model.ModelConfig.rnn`)."""
-Job = tuple[str, ChildSpec, RetrainConfig]
+Job = tuple[str, ChildSpec, "RetrainConfig"]
 """(label, spec, settings) of one thing to train."""
 
 
@@ -48,6 +49,8 @@ def with_rnn(cfg: RetrainConfig, rnn: str, hidden_size: int | None = None) -> Re
 
 def parameter_count(spec: ChildSpec, cfg: RetrainConfig, vocab_size: int) -> int:
     """Trainable parameters of the model ``retrain`` would build (counted on the meta device: no memory)."""
+    from workers.train import child_parameters
+
     return child_parameters(spec.cell, vocab_size, spec.hparams.as_dict(), cfg.model, cfg.train)
 
 
@@ -90,6 +93,8 @@ def match_params(jobs: list[Job], reference: str, folder: Path | None, rank: int
     if reference == TORCH_LSTM:
         raise ValueError(f"--match-params {TORCH_LSTM}: name the model to match, e.g. a cell or a spec file")
     _, ref_spec, ref_cfg = train_source(reference, folder if reference == str(folder) else None, rank, cfg)
+    from workers.data import load_corpus
+
     vocab = load_corpus(cfg.data.source, cfg.data.level).vocab_size
     target = parameter_count(ref_spec, ref_cfg, vocab)
     sized = []
@@ -105,4 +110,6 @@ def match_params(jobs: list[Job], reference: str, folder: Path | None, rank: int
 
 def slug(label: str) -> str:
     """A folder name for a source's label (``results/x (rank 1)`` -> ``results-x--rank-1``)."""
+    from nas.retrain import folder_safe
+
     return folder_safe(label).strip("-") or "cell"

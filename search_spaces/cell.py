@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 COMBS: tuple[str, ...] = ("add", "elem_mult")
 """Ways to combine two inputs of a node, in controller-vocabulary order."""
@@ -161,13 +162,14 @@ class Cell:
         return d
 
     @classmethod
-    def from_dict(cls, d: Any) -> "Cell":
+    def from_dict(cls, d: Any) -> Cell:
         """Build a cell from :meth:`to_dict` output; raises ValueError naming the bad field."""
         if not isinstance(d, dict):
             raise ValueError(f"cell: expected a JSON object, got {type(d).__name__}")
         unknown = set(d) - {"version", "base", "nodes", "memory"}
         if unknown:
-            raise ValueError(f"cell: unknown key(s) {', '.join(sorted(unknown))}; allowed: version, base, nodes, memory")
+            raise ValueError(
+                f"cell: unknown key(s) {', '.join(sorted(unknown))}; allowed: version, base, nodes, memory")
         version = d.get("version", FORMAT_VERSION)
         if version != FORMAT_VERSION:
             raise ValueError(f"cell.version: {version!r} is not supported; this program reads version {FORMAT_VERSION}")
@@ -196,7 +198,7 @@ class Cell:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "Cell":
+    def from_json(cls, text: str) -> Cell:
         """Parse :meth:`to_json` output; raises ValueError on malformed JSON or an invalid cell."""
         try:
             d = json.loads(text)

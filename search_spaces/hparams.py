@@ -8,8 +8,9 @@ a point of it is an :class:`HParams`. Which names a child model understands is t
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from search_spaces.cell import Decision
 
@@ -28,7 +29,7 @@ class HParams:
     items: tuple[tuple[str, Value], ...] = ()
 
     @classmethod
-    def of(cls, values: Mapping[str, Value]) -> "HParams":
+    def of(cls, values: Mapping[str, Value]) -> HParams:
         if not isinstance(values, Mapping):
             raise ValueError(f"hparams: expected a mapping of name -> value, got {type(values).__name__}")
         for k, v in values.items():
@@ -61,7 +62,7 @@ class LayerSpace:
         self.validate()
 
     @classmethod
-    def of(cls, choices: Mapping[str, Sequence[Value]]) -> "LayerSpace":
+    def of(cls, choices: Mapping[str, Sequence[Value]]) -> LayerSpace:
         """Build from ``{"num_layers": [1, 2], ...}``; raises ValueError naming a bad entry."""
         if not isinstance(choices, Mapping):
             raise ValueError(f"layers: expected a table of name = [choices], got {type(choices).__name__}")

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from search_spaces.cell import Cell, Memory, Node
 

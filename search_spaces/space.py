@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from search_spaces.cell import Cell, CellSpace, Decision
 from search_spaces.hparams import DEFAULT_LAYER_SPACE, HParams, LayerSpace
@@ -22,7 +23,7 @@ class ChildSpec:
         return {"cell": self.cell.to_dict(), "hparams": self.hparams.as_dict()}
 
     @classmethod
-    def from_dict(cls, d: Any) -> "ChildSpec":
+    def from_dict(cls, d: Any) -> ChildSpec:
         """Accepts ``{"cell": ..., "hparams": ...}`` or a bare cell object (then hparams are empty)."""
         if not isinstance(d, dict):
             raise ValueError(f"spec: expected a JSON object, got {type(d).__name__}")
@@ -37,7 +38,7 @@ class ChildSpec:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "ChildSpec":
+    def from_json(cls, text: str) -> ChildSpec:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:

@@ -24,7 +24,8 @@ def pytest_configure(config):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise pytest.UsageError(f"--device / NAS_TEST_DEVICE: {name!r} is not a device; use cpu, cuda or cuda:N")
+        raise pytest.UsageError(f"--device / NAS_TEST_DEVICE: {name!r} is not a device; use cpu, cuda or cuda:N"
+        ) from None
     if device.type not in ("cpu", "cuda"):
         raise pytest.UsageError(f"--device / NAS_TEST_DEVICE: {name!r} is not supported; use cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -8,6 +8,7 @@ import pytest
 
 from nas.cli import main
 
+
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
     """A workspace: cwd is tmp_path, results go to tmp_path/results, a valid tiny corpus in tmp_path/corpus."""
@@ -140,7 +141,8 @@ def test_an_asha_grace_period_beyond_the_budget_is_one_clear_error(ws, capsys):
 
 
 def test_unreachable_cluster(ws, capsys):
-    fails(capsys, ["search", "--address", "127.0.0.1:1", "--dataset", str(ws / "corpus")], "cannot reach", "127.0.0.1:1")
+    fails(capsys, ["search", "--address", "127.0.0.1:1", "--dataset", str(ws / "corpus")],
+          "cannot reach", "127.0.0.1:1")
     fails(capsys, ["search", "--address", "nonsense", "--dataset", str(ws / "corpus")], "host:port")
     assert not (ws / "results").exists()
 

@@ -8,7 +8,7 @@ from search_spaces import known_cell, random_cell
 from search_spaces.cell import children
 from workers.cell_rnn import CellLayer, CellRNN
 
-T, B, I, H = 6, 3, 5, 4
+T, B, IN, H = 6, 3, 5, 4
 
 
 def nas_cell_reference(x, h, c, W, U, b, bias_on_input=True):
@@ -57,11 +57,11 @@ def run_reference(step_fn, layer, x, h, c):
 
 def make_layer(cell, seed=0, scale=0.5):
     torch.manual_seed(seed)
-    layer = CellLayer(cell, I, H).double()
+    layer = CellLayer(cell, IN, H).double()
     with torch.no_grad():
         for p in layer.parameters():
             p.uniform_(-scale, scale)
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, IN, dtype=torch.float64)
     h0 = torch.randn(B, H, dtype=torch.float64) * 0.5
     c0 = torch.randn(B, H, dtype=torch.float64) * 0.5
     return layer, x, h0, c0
@@ -123,7 +123,7 @@ def test_random_cells_match_interpreter(base, seed):
 def test_lstm_point_equals_torch_lstm_cell():
     layer, x, h0, c0 = make_layer(known_cell("lstm"), seed=3)
     torch.manual_seed(4)
-    ref = torch.nn.LSTMCell(I, H).double()
+    ref = torch.nn.LSTMCell(IN, H).double()
     W_i, W_f, W_g, W_o = ref.weight_ih.chunk(4)
     U_i, U_f, U_g, U_o = ref.weight_hh.chunk(4)
     b = (ref.bias_ih + ref.bias_hh).chunk(4)
@@ -146,7 +146,7 @@ def test_lstm_point_equals_torch_lstm_cell():
 
 def test_tanh_rnn_point_equals_torch_rnn_cell_and_keeps_c():
     layer, x, h0, c0 = make_layer(known_cell("tanh_rnn"), seed=5)
-    ref = torch.nn.RNNCell(I, H).double()
+    ref = torch.nn.RNNCell(IN, H).double()
     with torch.no_grad():
         layer.input_proj.weight.copy_(torch.cat([ref.weight_ih, torch.zeros_like(ref.weight_ih)]))
         layer.hidden_proj.weight.copy_(torch.cat([ref.weight_hh, torch.zeros_like(ref.weight_hh)]))
@@ -161,8 +161,8 @@ def test_tanh_rnn_point_equals_torch_rnn_cell_and_keeps_c():
 
 def test_multilayer_rnn_interface_matches_nn_lstm():
     torch.manual_seed(0)
-    rnn = CellRNN(known_cell("nascell"), I, H, num_layers=3, dropout=0.1)
-    x = torch.randn(T, B, I)
+    rnn = CellRNN(known_cell("nascell"), IN, H, num_layers=3, dropout=0.1)
+    x = torch.randn(T, B, IN)
     out, (h, c) = rnn(x)
     assert out.shape == (T, B, H) and h.shape == c.shape == (3, B, H)
     torch.testing.assert_close(out[-1], h[-1])
@@ -177,6 +177,6 @@ def test_multilayer_rnn_interface_matches_nn_lstm():
 
 
 def test_parameter_contract():
-    layer = CellLayer(known_cell("nascell"), I, H)
-    assert layer.input_proj.weight.shape == (8 * H, I) and layer.input_proj.bias.shape == (8 * H,)
+    layer = CellLayer(known_cell("nascell"), IN, H)
+    assert layer.input_proj.weight.shape == (8 * H, IN) and layer.input_proj.bias.shape == (8 * H,)
     assert layer.hidden_proj.weight.shape == (8 * H, H) and layer.hidden_proj.bias is None

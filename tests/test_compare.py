@@ -10,8 +10,15 @@ import pytest
 
 from nas import cli
 from nas.compare import (
-    _by_children, _by_compute, best_so_far, comparison_table, compute_to_reach, format_seconds, parse_counts,
-    plot_curves, value_at,
+    _by_children,
+    _by_compute,
+    best_so_far,
+    comparison_table,
+    compute_to_reach,
+    format_seconds,
+    parse_counts,
+    plot_curves,
+    value_at,
 )
 from nas.records import append_record
 

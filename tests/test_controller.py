@@ -259,7 +259,7 @@ def test_reinforce_learns_a_target_architecture():
     for _ in range(300):
         with torch.no_grad():
             children = c.sample_many(g, 16)
-        stats = reinforce_step(c, opt, baseline, [(s.actions, match(s.actions), FINAL) for s in children], cfg)
+        reinforce_step(c, opt, baseline, [(s.actions, match(s.actions), FINAL) for s in children], cfg)
     assert start < 0.6
     assert match(c.greedy()) >= 0.9
 

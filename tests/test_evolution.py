@@ -8,8 +8,8 @@ import json
 import pytest
 
 from nas.evolution import EvolutionConfig
-from nas.searcher import EvolutionSearcher
 from nas.records import read_records
+from nas.searcher import EvolutionSearcher
 from search_spaces import CellSpace, ChildSpec, LayerSpace, SearchSpace
 
 SPACE = SearchSpace(CellSpace(4), LayerSpace.of({"num_layers": [1, 2], "hidden_size": [16, 32]}))

@@ -16,12 +16,12 @@ from nas import export
 from nas.export import export_source, write_export
 from search_spaces import ChildSpec, HParams, known_cell, random_cell
 from workers.cell_code import step_source
-from workers.cell_rnn import CellLayer, CellRNN
+from workers.cell_rnn import CellRNN
 
 # torch 2.13 deprecates torch.jit.script; the export still promises TorchScript, so the warning is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
-T, B, I, H = 6, 3, 5, 4
+T, B, IN, H = 6, 3, 5, 4
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def load_export(tmp_path, monkeypatch):
 
 def in_project_rnn(cell, num_layers=2, dropout=0.0, seed=0):
     torch.manual_seed(seed)
-    rnn = CellRNN(cell, I, H, num_layers=num_layers, dropout=dropout).double()
+    rnn = CellRNN(cell, IN, H, num_layers=num_layers, dropout=dropout).double()
     with torch.no_grad():
         for p in rnn.parameters():
             p.uniform_(-0.5, 0.5)
@@ -55,7 +55,7 @@ def in_project_rnn(cell, num_layers=2, dropout=0.0, seed=0):
 
 def inputs(num_layers=2, seed=1):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(T, B, I, generator=g, dtype=torch.float64)
+    x = torch.randn(T, B, IN, generator=g, dtype=torch.float64)
     h0 = torch.randn(num_layers, B, H, generator=g, dtype=torch.float64) * 0.5
     c0 = torch.randn(num_layers, B, H, generator=g, dtype=torch.float64) * 0.5
     return x, (h0, c0)
@@ -73,14 +73,14 @@ def assert_same(actual, expected):
 def check_equals_in_project(module, cell, class_name="SearchedCell"):
     """The exported RNN (given weights) and the exported cell (step by step) equal CellRNN and CellLayer."""
     ref = in_project_rnn(cell)
-    rnn = getattr(module, f"{class_name}RNN")(I, H, num_layers=2).double()
+    rnn = getattr(module, f"{class_name}RNN")(IN, H, num_layers=2).double()
     rnn.load_state_dict(ref.state_dict())  # strict: same keys and shapes
     x, state = inputs()
     assert_same(rnn(x, state), ref(x, state))
     assert_same(rnn(x), ref(x))
 
     layer = ref.layers[0]
-    step = getattr(module, class_name)(I, H).double()
+    step = getattr(module, class_name)(IN, H).double()
     step.load_state_dict(layer.state_dict())
     h, c = ref_h, ref_c = state[0][0], state[1][0]
     for t in range(T):
@@ -104,7 +104,7 @@ def test_random_cells_equal_in_project(load_export, base, seed):
 def test_dropout_between_layers_matches_in_project(load_export):
     cell = known_cell("nascell")
     ref = in_project_rnn(cell, num_layers=3, dropout=0.3)
-    rnn = load_export(ChildSpec(cell)).SearchedCellRNN(I, H, num_layers=3, dropout=0.3).double()
+    rnn = load_export(ChildSpec(cell)).SearchedCellRNN(IN, H, num_layers=3, dropout=0.3).double()
     rnn.load_state_dict(ref.state_dict())
     x, state = inputs(num_layers=3)
     torch.manual_seed(7)
@@ -155,8 +155,8 @@ JIT_CELLS = {
 def test_torchscript_matches_eager_forward_and_backward(load_export, name):
     module = load_export(ChildSpec(JIT_CELLS[name]))
     torch.manual_seed(0)
-    rnn = module.SearchedCellRNN(I, H, num_layers=2).double()
-    step = module.SearchedCell(I, H).double()
+    rnn = module.SearchedCellRNN(IN, H, num_layers=2).double()
+    step = module.SearchedCell(IN, H).double()
     scripted_rnn, scripted_step = torch.jit.script(rnn), torch.jit.script(step)
     x, state = inputs()
     h_c = (state[0][0], state[1][0])
@@ -265,6 +265,6 @@ def test_custom_class_name(load_export):
     assert module.__all__ == ["SPEC", "cell_step", "MyNASCell", "MyNASCellRNN"]
     assert not hasattr(module, "SearchedCell") and not hasattr(module, "SearchedCellRNN")
     check_equals_in_project(module, cell, class_name="MyNASCell")
-    scripted = torch.jit.script(module.MyNASCellRNN(I, H).double())
+    scripted = torch.jit.script(module.MyNASCellRNN(IN, H).double())
     x, _ = inputs()
     assert scripted(x)[0].shape == (T, B, H)

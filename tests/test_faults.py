@@ -1,11 +1,11 @@
 """Faults a long search meets: children that raise or diverge, and children running on another Ray node."""
 
-import pytest
+
+from test_search_e2e import write_tiny_corpus
 
 from nas.config import config_from_dict
 from nas.records import read_records
 from nas.search import run_search
-from test_search_e2e import write_tiny_corpus
 
 
 def tiny_config(tmp_path, **over):
@@ -55,8 +55,8 @@ def test_children_that_raise_or_diverge_are_recorded_and_the_search_finishes(tmp
 
 
 def test_children_land_on_a_non_head_node_of_a_multi_node_cluster(tmp_path):
-    from ray.cluster_utils import Cluster
     import ray
+    from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the head trains nothing
     worker = cluster.add_node(num_cpus=2)
@@ -146,7 +146,8 @@ def test_a_worker_node_lost_mid_child_is_retried_and_no_child_is_lost_or_doubled
         rows = read_records(run_dir / "children.jsonl")
         assert sorted(r["index"] for r in rows) == [0, 1, 2, 3], out  # none missing, none twice
         assert len({r["trial_id"] for r in rows}) == 4
-        assert all(r["status"] in ("completed", "diverged") for r in rows), [(r["status"], r["error"], r["node_id"]) for r in rows]
+        assert all(r["status"] in ("completed", "diverged") for r in rows), \
+            [(r["status"], r["error"], r["node_id"]) for r in rows]
         assert all(r["node_id"] != doomed.node_id for r in rows)
         # the first two children were cut off by the node loss and retried (Tune kept the error of the first try)
         assert "node" in (next(run_dir.glob("child_0000_*")) / "error.txt").read_text()

@@ -11,15 +11,15 @@ import torch
 import nas.rerank as rerank_module
 from nas.cli import main
 from nas.config import config_from_dict
-from nas.rerank import kendall_tau_b, retrain_top
 from nas.records import append_record
+from nas.rerank import kendall_tau_b, retrain_top
 from nas.retrain import RetrainOutcome, bits_per_token, load_checkpoint, retrain, retrain_config
-from nas.sources import matched_hidden_size, parameter_count, with_rnn
 from nas.searcher import RandomSearcher
+from nas.sources import matched_hidden_size, parameter_count, with_rnn
 from search_spaces import ChildSpec, HParams, known_cell, random_cell
-from search_spaces.space import SearchSpace
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
+from search_spaces.space import SearchSpace
 from workers.data import batchify, load_corpus
 from workers.train import Budget, TrainConfig, child_parameters, evaluate, lr_at, perplexity, train_child
 

@@ -8,7 +8,14 @@ import pytest
 
 from nas.records import append_record, read_records
 from nas.results import (
-    children_table, controller_table, hparam_columns, leaderboard, load_cells, plot_progress, spec_at_rank, write_tables,
+    children_table,
+    controller_table,
+    hparam_columns,
+    leaderboard,
+    load_cells,
+    plot_progress,
+    spec_at_rank,
+    write_tables,
 )
 from search_spaces import ChildSpec, HParams, random_cell
 

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pandas as pd
-
 from test_search_e2e import ENV, write_tiny_corpus
 
 TOML = """

@@ -2,11 +2,11 @@
 child is recorded with the fidelity it reached and its perplexity there, and it still teaches the controller."""
 
 import pandas as pd
+from test_faults import search_on_local_ray, tiny_config
 
 from nas.config import SchedulerConfig
 from nas.records import read_records
 from nas.results import leaderboard, load_cells
-from test_faults import search_on_local_ray, tiny_config
 
 
 def test_rungs_are_the_ones_ray_asha_uses_below_the_max_fidelity():

@@ -261,18 +261,20 @@ def test_show_prints_a_child_of_the_search_and_draws_it(search):
 
 
 def test_progress_prints_a_line_for_each_reused_child(tmp_path):
-    """Reused children run no trial, so the progress callback reads them from children.jsonl when a trial starts
-    (a searcher records them while it suggests) and at the end."""
-    from nas.records import append_record
-    from nas.search import Progress
+    """Reused children run no trial, so the searcher hands their records to the progress callback as it writes
+    them (while it suggests); the callback prints them when a trial starts and at the end. Children recorded before
+    a resume are counted from children.jsonl."""
+    from nas.records import ChildRecord, append_record
+    from nas.search import SearchProgress
+    from workers.outcome import ChildOutcome
 
     lines = []
-    progress = Progress(4, lines.append, tmp_path)
+    progress = SearchProgress(4, lines.append, tmp_path)
     append_record(tmp_path / "children.jsonl", {"trial_id": "t0", "index": 0, "status": "completed", "val_ppl": 12.5})
     progress.setup()
     assert progress.done == 1 and progress.best == (12.5, 0)
-    append_record(tmp_path / "children.jsonl", {"trial_id": "reused-1", "index": 1, "status": "completed",
-                                                 "val_ppl": 12.5, "reused_from": 0})
+    progress.child_recorded(ChildRecord("t2", 2, ChildOutcome("completed", 13.0)))  # trained: its trial prints it
+    progress.child_recorded(ChildRecord("reused-1", 1, ChildOutcome("completed", 12.5), reused_from=0))
     progress.on_trial_start(0, [], None)
     progress.on_experiment_end([])  # nothing new: no second line
     assert lines == ["[  2/4] child   1 val_ppl    12.50 = child 0   running 0   best 12.50 (child 0)"]

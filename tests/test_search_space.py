@@ -7,8 +7,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search_spaces import (ACTS, COMBS, Cell, CellSpace, ChildSpec, HParams, LayerSpace, Memory, Node, SearchSpace,
-                           known_cell, random_cell)
+from search_spaces import (
+    ACTS,
+    COMBS,
+    Cell,
+    CellSpace,
+    ChildSpec,
+    HParams,
+    LayerSpace,
+    Memory,
+    Node,
+    SearchSpace,
+    known_cell,
+    random_cell,
+)
 from search_spaces.cell import children, levels, num_nodes
 
 BASES = st.sampled_from([2, 4, 8, 16])
@@ -102,8 +114,10 @@ def test_unknown_cell_name():
         (lambda d: d.update(base=3), r"cell\.base: 3 .*power of two"),
         (lambda d: d.update(base=True), r"cell\.base"),
         (lambda d: d["nodes"].pop(), r"cell\.nodes: a base-8 cell has 15 nodes, got 14"),
-        (lambda d: d["nodes"].__setitem__(3, ["sub", "relu"]), r"cell\.nodes\[3\]\.comb: 'sub' is not one of add, elem_mult"),
-        (lambda d: d["nodes"].__setitem__(0, ["add", "gelu"]), r"cell\.nodes\[0\]\.act: 'gelu' is not one of identity, tanh, sigmoid, relu"),
+        (lambda d: d["nodes"].__setitem__(3, ["sub", "relu"]),
+         r"cell\.nodes\[3\]\.comb: 'sub' is not one of add, elem_mult"),
+        (lambda d: d["nodes"].__setitem__(0, ["add", "gelu"]),
+         r"cell\.nodes\[0\]\.act: 'gelu' is not one of identity, tanh, sigmoid, relu"),
         (lambda d: d["nodes"].__setitem__(0, "add"), r"cell\.nodes\[0\]: expected a \[comb, act\] pair"),
         (lambda d: d["memory"].update(inject_node=15), r"cell\.memory\.inject_node: 15 .* use 0\.\.14"),
         (lambda d: d["memory"].update(output_node=-1), r"cell\.memory\.output_node: -1"),

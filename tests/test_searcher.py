@@ -68,7 +68,8 @@ def test_update_every_m_children(tmp_path):
         s.suggest(f"t{i}")
         s.on_trial_complete(f"t{i}", done(40.0 + i))
     assert s.step == 2 and len(s.pending) == 1
-    assert [u["trial_ids"] for u in read_records(tmp_path / "controller.jsonl")] == [["t0", "t1", "t2"], ["t3", "t4", "t5"]]
+    updates = read_records(tmp_path / "controller.jsonl")
+    assert [u["trial_ids"] for u in updates] == [["t0", "t1", "t2"], ["t3", "t4", "t5"]]
 
 
 def test_a_rewarded_child_becomes_more_likely_and_a_punished_one_less(tmp_path):
@@ -257,8 +258,8 @@ def test_reused_children_are_rebuilt_from_the_records_on_restore(tmp_path):
 
 
 def test_controller_diagnostics_go_to_tensorboard_next_to_the_records(tmp_path):
-    from tensorboardX.event_file_writer import EventFileWriter  # noqa: F401 - comes with ray[tune]
     from tensorboard_reader import read_scalars
+    from tensorboardX.event_file_writer import EventFileWriter  # noqa: F401 - comes with ray[tune]
 
     s = ControllerSearcher(SPACE, tmp_path, seed=0)
     for i in range(3):

@@ -10,7 +10,12 @@ pytest.importorskip("triton")
 from search_spaces import known_cell, random_cell  # noqa: E402
 from workers.cell_rnn import CellLayer, CellRNN  # noqa: E402
 from workers.triton_cell import (  # noqa: E402
-    TritonSequence, backward_kernel_source, check_kernels, compile_kernels, forward_kernel_source, use_triton,
+    TritonSequence,
+    backward_kernel_source,
+    check_kernels,
+    compile_kernels,
+    forward_kernel_source,
+    use_triton,
 )
 
 CELLS = [known_cell(name) for name in ("nascell", "lstm", "tanh_rnn")] + [

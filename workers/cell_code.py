@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import linecache
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -64,7 +64,8 @@ class CellLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"base={self.cell.base}, input_size={self.input_size}, hidden_size={self.hidden_size}"
-                + ("" if self.fused else ", fused=False") + ("" if self.kernels == "auto" else f", kernels={self.kernels}"))
+                + ("" if self.fused else ", fused=False")
+                + ("" if self.kernels == "auto" else f", kernels={self.kernels}"))
 
 
 class CellRNN(nn.Module):

@@ -37,7 +37,7 @@ eagerly."""
 class GraphedTrainStep:
     """A :class:`workers.train.TrainStep` whose full windows replay a captured CUDA graph (module docstring)."""
 
-    def __init__(self, eager: "TrainStep", warmup: int = 3) -> None:
+    def __init__(self, eager: TrainStep, warmup: int = 3) -> None:
         if eager.device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, not {eager.device}")
         self.eager, self.warmup = eager, warmup
@@ -56,8 +56,8 @@ class GraphedTrainStep:
         self.eager.set_lr(lr)
         self._neg_lr.fill_(-lr)
 
-    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, state: "State | None"
-                 ) -> tuple[torch.Tensor, "State"]:
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None
+                 ) -> tuple[torch.Tensor, State]:
         full = inputs.shape[0] == self.eager.config.bptt
         if self.graph is not None and full and inputs.shape == self._inputs.shape:
             return self._replay(inputs, targets, state)
@@ -77,15 +77,15 @@ class GraphedTrainStep:
         self.status = "captured"
         return self._replay(inputs, targets, state)
 
-    def _on_side_stream(self, inputs: torch.Tensor, targets: torch.Tensor, state: "State | None"
-                        ) -> tuple[torch.Tensor, "State"]:
+    def _on_side_stream(self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None
+                        ) -> tuple[torch.Tensor, State]:
         self._stream.wait_stream(torch.cuda.current_stream(self.eager.device))
         with torch.cuda.stream(self._stream):
             loss, state = self.eager(inputs, targets, state)
         torch.cuda.current_stream(self.eager.device).wait_stream(self._stream)
         return loss, state
 
-    def _capture(self, inputs: torch.Tensor, targets: torch.Tensor, state: "State | None") -> None:
+    def _capture(self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None) -> None:
         eager = self.eager
         self._inputs, self._targets = inputs.clone(), targets.clone()
         if state is None:  # zeros, as the model starts from
@@ -108,8 +108,8 @@ class GraphedTrainStep:
             self._c.copy_(c)
         self.graph = graph
 
-    def _replay(self, inputs: torch.Tensor, targets: torch.Tensor, state: "State | None"
-                ) -> tuple[torch.Tensor, "State"]:
+    def _replay(self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None
+                ) -> tuple[torch.Tensor, State]:
         self._inputs.copy_(inputs)
         self._targets.copy_(targets)
         if state is None:

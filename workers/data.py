@@ -21,24 +21,19 @@ from __future__ import annotations
 import gzip
 import os
 from array import array
-from itertools import repeat
 from dataclasses import dataclass
 from importlib import resources
+from itertools import repeat
 from pathlib import Path
 
 import torch
 
-BUNDLED = ("shakespeare",)
-"""Names of the corpora shipped inside the package."""
-
-LEVELS = ("auto", "word", "char")
-"""Allowed ``level`` arguments; ``auto`` is ``char`` for bundled corpora and ``word`` for directories."""
+from workers.corpora import BUNDLED, LEVELS, resolved_level
 
 EOS = "<eos>"
 UNK = "<unk>"
 
 _BUNDLED_FILES = {"shakespeare": "tinyshakespeare.txt.gz"}
-_BUNDLED_LEVEL = {"shakespeare": "char"}
 _SPLIT_PERCENT = (90, 5, 5)  # train / valid / test share of the lines of a bundled corpus
 _LAYOUTS = (  # recognised file names in a corpus directory, in order of preference
     ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"),
@@ -91,14 +86,6 @@ class Corpus:
                 f"tokens: train {self.train.numel():,}, valid {self.valid.numel():,}, test {self.test.numel():,}",
             )
         )
-
-
-def resolved_level(source: str | os.PathLike[str], level: str = "auto") -> str:
-    """The tokenisation ``load_corpus(source, level)`` uses: ``level``, or for "auto" char for a bundled corpus
-    and word for a directory."""
-    if level != "auto":
-        return level
-    return _BUNDLED_LEVEL[source] if isinstance(source, str) and source in BUNDLED else "word"
 
 
 def load_corpus(source: str | os.PathLike[str] = "shakespeare", level: str = "auto") -> Corpus:

@@ -10,8 +10,9 @@ from the tree, generated per cell like the forward (so a new architecture costs 
 - the recurrent weight's gradient accumulates in place (``addmm_``) instead of one new tensor per step;
 - gradients of add-combined leaves are the same tensor for the input and the recurrent projection.
 
-:class:`CellSequence` (with ``compile_cell(cell)``) is what :class:`workers.cell_rnn.CellLayer` uses by default; ``tests/test_fused_cell.py``
-checks it against the reference path (outputs, states and every gradient, and ``gradcheck`` in float64).
+:class:`CellSequence` (with ``compile_cell(cell)``) is what :class:`workers.cell_rnn.CellLayer` uses by default;
+``tests/test_fused_cell.py`` checks it against the reference path (outputs, states and every gradient, and
+``gradcheck`` in float64).
 Double backward is not supported (the search never needs it).
 
 Per step ``t`` (contract of the generated functions)::
@@ -25,7 +26,7 @@ Per step ``t`` (contract of the generated functions)::
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -65,7 +66,8 @@ def forward_source(cell: Cell) -> str:
         lines.append(f"{', '.join(f'{var[0]}_{i}' for i in range(n))}, = {var}.chunk({n}, 1)")
     for k, node in enumerate(cell.nodes):
         kids = children(n, k)
-        pre = f"{'s' if node.comb == 'add' else 'p'}_{k}" if kids is None else _comb(node.comb, f"z{kids[0]}", f"z{kids[1]}")
+        leaf = f"{'s' if node.comb == 'add' else 'p'}_{k}"
+        pre = leaf if kids is None else _comb(node.comb, f"z{kids[0]}", f"z{kids[1]}")
         if mem is not None and mem.output_node == k:
             lines.append(f"c = {pre}")
             pre = "c"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 METRIC = "val_ppl"
 """What the searcher minimises: validation perplexity (best over the child's epochs)."""
@@ -55,7 +56,7 @@ class ChildOutcome:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_result(cls, result: Mapping[str, Any] | None, error: bool = False) -> "ChildOutcome":
+    def from_result(cls, result: Mapping[str, Any] | None, error: bool = False) -> ChildOutcome:
         """The outcome of a trial from its last reported result (Tune's ``on_trial_complete``): a result still
         marked "running" ended before its final report (stopped); an errored or missing result failed; a
         "completed" result without a finite, positive perplexity failed."""

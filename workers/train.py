@@ -15,8 +15,9 @@ import gc
 import math
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,7 +28,6 @@ from workers.data import Corpus, batchify
 from workers.model import ChildLM, ModelConfig, State, build_child, count_parameters
 from workers.outcome import ChildOutcome
 from workers.triton_cell import KERNELS, use_triton
-
 
 DIVERGED_LOSS = 700.0
 """Mean cross-entropy (nats/token) above which a child counts as diverged: exp(700) is near the float64 limit,
@@ -172,7 +172,7 @@ class RungReport:
 
 
 @dataclass(frozen=True)
-class Progress:
+class BatchProgress:
     """Where training is inside an epoch (reported every 25 batches)."""
 
     epoch: int
@@ -252,7 +252,8 @@ def batches_per_epoch(budget: Budget, rows: int, bptt: int) -> int:
     return windows if budget.max_batches is None else min(budget.max_batches, windows)
 
 
-def split_hparams(hparams: Mapping[str, Any], model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+def split_hparams(hparams: Mapping[str, Any], model: ModelConfig,
+                  train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
     """Route each hyperparameter to the config that has a field of that name; unknown names are errors."""
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -383,7 +384,7 @@ def train_child(
     on_epoch: Callable[[EpochReport], None] | None = None,
     evaluate_test: bool = False,
     on_rung: Callable[[RungReport], None] | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[BatchProgress], None] | None = None,
 ) -> TrainResult:
     """Train a child LM with ``cell`` on ``corpus``; ``hparams`` override fields of the two configs.
 
@@ -462,7 +463,7 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
                 if _diverged(running):
                     break
                 if on_progress is not None:
-                    on_progress(Progress(epoch, batches, per_epoch, running, tokens))
+                    on_progress(BatchProgress(epoch, batches, per_epoch, running, tokens))
             if done in rungs and batches < per_epoch:  # a rung at the epoch's end uses the epoch's evaluation
                 rung_start = time.perf_counter()
                 rung_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)

@@ -3,8 +3,8 @@
 The corpus and the shared settings arrive through ``tune.with_parameters`` (Ray's object store), so a worker on a
 remote node needs no files. Each epoch and each rung of ``budget.report_at`` is reported with
 ``status="running"``; rung reports carry the ``fidelity`` (training batches done) an early-stopping scheduler
-decides on (its ``time_attr``); a final report carries the outcome (:class:`workers.outcome.ChildOutcome`: ``completed``, ``diverged`` or ``failed`` with the
-error text). Errors inside training are caught and reported,
+decides on (its ``time_attr``); a final report carries the outcome (:class:`workers.outcome.ChildOutcome`:
+``completed``, ``diverged`` or ``failed`` with the error text). Errors inside training are caught and reported,
 so one bad child never takes the search down (an out-of-memory child is recorded as
 ``failed`` with an error text that starts with "out of memory"); a dead worker process is Ray's to retry.
 """

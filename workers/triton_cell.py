@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.autograd.function import once_differentiable
