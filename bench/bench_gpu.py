@@ -25,7 +25,7 @@ compilation of the forward, backward kernels included), and to its first replaye
 
 The last line is the summary, e.g.::
 
-    cell_vs_cudnn=0.78x (h200-b20-word, vs_lstm_graph) min=0.54x max=0.78x cell_vs_cudnn_eager=3.47x bf16=… 
+    cell_vs_cudnn=0.78x (h200-b20-word, vs_lstm_graph) min=0.54x max=0.78x cell_vs_cudnn_eager=3.47x bf16=…
 
 Usage: ``python bench/bench_gpu.py [--sizes h200-b20-word,...] [--steps S] [--repeats R] [--out DIR]``
 """
@@ -40,17 +40,17 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from search_spaces import random_cell
 from search_spaces.cell import Cell
+from workers.cuda_graph import GraphedTrainStep
 from workers.model import ChildLM, ModelConfig, build_child
 from workers.train import TrainConfig, TrainStep
-from workers.cuda_graph import GraphedTrainStep
 
 VOCABS = {"word": 10000, "char": 65}
 SIZES = [f"h{h}-b{b}-{v}" for h in (200, 650) for b in (20, 64) for v in VOCABS]
@@ -67,12 +67,12 @@ class Size:
     layers: int = 2
 
     @classmethod
-    def parse(cls, text: str) -> "Size":
+    def parse(cls, text: str) -> Size:
         try:
             h, b, v = text.split("-")
             size = cls(int(h.removeprefix("h")), int(b.removeprefix("b")), v)
         except ValueError:
-            raise SystemExit(f"--sizes: {text!r} is not like h200-b20-word")
+            raise SystemExit(f"--sizes: {text!r} is not like h200-b20-word") from None
         if v not in VOCABS:
             raise SystemExit(f"--sizes: {text!r}: the vocabulary is one of {', '.join(VOCABS)}")
         return size
@@ -143,7 +143,7 @@ def variants(size: Size, device: torch.device, cells: int) -> list[Variant]:
                            lambda: train_step(cell_model(first, size, "triton"), device, "float32", False, t)))
         for seed in range(cells):
             out.append(Variant(f"random_cell(8, {seed}), Triton + graph", "float32",
-                               lambda c=random_cell(8, seed): train_step(cell_model(c, size, "triton"), device,
+                               lambda c=random_cell(8, seed): train_step(  # noqa: B008 (bound now, on purpose)cell_model(c, size, "triton"), device,
                                                                          "float32", True, t)))
         out.append(Variant("nn.LSTM bf16", "bfloat16", lambda: train_step(lstm(size), device, "bfloat16", False, t)))
         out.append(Variant("nn.LSTM + graph, bf16", "bfloat16",
@@ -229,7 +229,7 @@ def report(rows: list[dict], setup: list[tuple[float, float]], cuda: bool) -> di
           "bf16: Triton + graph / LSTM + graph |")
     print("|---|---:|---:|---:|---:|---:|")
     for size in sizes:
-        def one(variant: str) -> str:
+        def one(variant: str, size: str = size) -> str:
             got = [r["vs_lstm"] for r in rows if r["size"] == size and r["variant"] == variant]
             return f"{got[0]:.2f}x" if got else "n/a"
         print(f"| {size} | {one('cell, torch ops')} | {one('cell, Triton')} | "

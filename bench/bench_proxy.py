@@ -34,7 +34,6 @@ import itertools
 import json
 import math
 import multiprocessing as mp
-import os
 import random
 import statistics
 import sys
@@ -46,10 +45,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import provenance  # noqa: E402
+
 from nas.records import append_record, read_records  # noqa: E402
 from nas.rerank import kendall_tau_b  # noqa: E402
 from search_spaces.cell import Cell, CellSpace  # noqa: E402
-from search_spaces.space import SearchSpace  # noqa: E402
 
 TRAIN = {"lr": 5.0, "batch_size": 32, "eval_batch_size": 32, "bptt": 35}
 """The search-quality benchmark's child optimisation (bench_search_quality.CHILD)."""
@@ -262,8 +261,8 @@ def _plot(cells: list[dict[str, Any]], results: dict[str, dict[str, Any]], seeds
 
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
-    for ax, (name, (kind, at)) in zip(fig.subplots(1, 2), [("h64@60 (search reward)", PROXIES["h64@60 (search reward)"]),
-                                                          ("h64@600", PROXIES["h64@600"])]):
+    shown = ["h64@60 (search reward)", "h64@600"]
+    for ax, (name, (kind, at)) in zip(fig.subplots(1, 2), [(n, PROXIES[n]) for n in shown]):
         for origin, color in (("random", "C0"), ("found", "C1")):
             xs, ys = [], []
             for c, d in enumerate(cells):

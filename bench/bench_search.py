@@ -26,7 +26,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

@@ -21,9 +21,10 @@ Seeds: settings are chosen on ``TUNING_SEEDS`` (``--seeds tuning``, the first fi
 
 Writes ``runs.csv`` (every run's best-so-far curve), ``paired.csv`` (per setting and seed: gains, time to target),
 ``summary.csv``, ``quality.png`` (the curves by children and by compute seconds, mean ± std bands,
-:func:`nas.compare.plot_curves`) and every run's results folder under ``--out``, each with a ``<run>.provenance.json`` beside it
-(code hash, commit, settings hash): a run already there is read back (an interrupted benchmark continues) only if
-it was made by the same code and settings, otherwise the benchmark stops with the reason (``--force-reuse``
+:func:`nas.compare.plot_curves`) and every run's results folder under ``--out``, each with a
+``<run>.provenance.json`` beside it (code hash, commit, settings hash): a run already there is read back (an
+interrupted benchmark continues) only if it was made by the same code and settings, otherwise the benchmark stops
+with the reason (``--force-reuse``
 overrides). The last line is the summary, e.g. (figures invented for the format)::
 
     quality: reporting_seeds=100-109 default_gain=+0.50 ci95=[+0.10,+0.90] p=0.020 default_time_to_target=0.70 \
@@ -54,10 +55,10 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pandas as pd  # noqa: E402
-
 import paired as stats  # noqa: E402
+import pandas as pd  # noqa: E402
 import provenance  # noqa: E402
+
 from nas.compare import best_so_far, compute_to_reach, plot_curves, value_at  # noqa: E402
 from nas.config import SearchConfig, config_from_dict  # noqa: E402
 from nas.records import read_records  # noqa: E402
@@ -309,7 +310,7 @@ def report(curves: dict[str, dict[int, pd.DataFrame]], entropy: dict[str, list[t
             *[f"gain @{n}" for n in at[:2]], "time to target (work)", "time to target (seconds)"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for s, v in results.items():
-        def g(key: str) -> str:
+        def g(key: str, v: dict[str, Any] = v) -> str:
             return v[key].text() if v.get(key) is not None else "-"
         ttt = [f"{m:.2f} (misses {k}/{n})" for m, k, n in (v["time_to_target_work"], v["time_to_target_seconds"])]
         print("| " + " | ".join([s, g("gain_work"), g("gain_children"), g("gain_seconds"),

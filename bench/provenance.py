@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_DIRS = ("nas", "workers", "search_spaces")
@@ -53,7 +54,8 @@ def provenance(settings: Mapping[str, Any], extra: tuple[str, ...] = (),
                code_dirs: tuple[str, ...] = CODE_DIRS) -> dict[str, Any]:
     """The record :func:`write` stores and :func:`mismatch` checks."""
     commit, dirty = git_commit()
-    return {"source_hash": source_hash(extra, code_dirs), "code_dirs": list(code_dirs), "settings_hash": settings_hash(settings), "commit": commit,
+    return {"source_hash": source_hash(extra, code_dirs), "code_dirs": list(code_dirs),
+            "settings_hash": settings_hash(settings), "commit": commit,
             "dirty": dirty, "settings": dict(settings)}
 
 
