@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import bench_search_quality as bsq  # noqa: E402
 import paired  # noqa: E402
 import provenance  # noqa: E402
+
 from nas.compare import best_so_far  # noqa: E402
 
 
