@@ -95,8 +95,12 @@ def test_a_rewarded_child_becomes_more_likely_and_a_punished_one_less(tmp_path):
 class Recording(ControllerSearcher):
     """A controller searcher that records what each update learns from."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.learned = []
+
     def _learn(self, trial_id, actions, reward, key):
-        self.learned = [*getattr(self, "learned", []), (trial_id, list(actions), reward)]
+        self.learned.append((trial_id, list(actions), reward))
         super()._learn(trial_id, actions, reward, key)
 
 
