@@ -230,6 +230,55 @@ def table(cells: list[dict[str, Any]], results: dict[str, dict[str, Any]], seeds
     return {"rows": rows, "truth": truth, "seed_tau": seed_tau, "groups": groups}
 
 
+def selection_at_equal_compute(t: dict[str, Any], cells: list[dict[str, Any]], results: dict[str, dict[str, Any]],
+                               seeds: int, budgets: tuple[int, ...] = (3, 6, 12, 24)) -> list[dict[str, Any]]:
+    """What a random search gets from each proxy at equal compute: with the compute of ``n`` children at h64@60
+    batches, a proxy of ``k`` times that cost screens ``n // k`` uniformly drawn random cells (without replacement)
+    and keeps the one it ranks first; the expected truth of that cell, exactly (over all subsets: the cell ranked
+    ``r`` of ``N`` is the subset's first with probability C(N - r, m - 1) / C(N, m)). Reported as the pick's
+    expected place in the truth's order (1 = the best of the random cells; a mean of perplexities would be decided by
+    the few cells that diverge in the long run) and the probability that it is one of the truth's best three. Random
+    cells only, at fixed hidden 64 (h64 proxies) so that only the cell and the budget differ."""
+    random_cells = t["groups"]["random"]
+    truth = t["truth"]
+    rows = []
+    for name in ("h64@60 (search reward)", "h64@200", "h64@600"):
+        kind, at = PROXIES[name]
+        ratio = int(at) // 60
+        proxy = {}
+        for c in random_cells:
+            vals = [_value(results.get(job_key(c, kind, s)), at) for s in range(seeds)]
+            vals = [v for v in vals if not math.isnan(v)]
+            if vals and not math.isnan(truth[c]):
+                proxy[c] = statistics.fmean(vals)
+        ranked = sorted(proxy, key=lambda c: proxy[c])
+        place = {c: i for i, c in enumerate(sorted(ranked, key=lambda c: truth[c]), 1)}
+        big = len(ranked)
+        for n in budgets:
+            m = n // ratio
+            if m < 1 or m > big:
+                continue
+            chance = {c: math.comb(big - r, m - 1) / math.comb(big, m) for r, c in enumerate(ranked, 1)}
+            rows.append({"proxy": name, "budget_children_at_60": n, "cells_screened": m, "of": big,
+                         "expected_place": sum(place[c] * p for c, p in chance.items()),
+                         "p_top3": sum(p for c, p in chance.items() if place[c] <= 3)})
+    return rows
+
+
+def size_bias(cells: list[dict[str, Any]], results: dict[str, dict[str, Any]], seeds: int) -> tuple[int, int]:
+    """(cells whose 60-batch perplexity is lower at hidden 32 than at hidden 64, cells with both measured): how
+    often the search's reward prefers the smaller of its two size choices for the same cell."""
+    smaller = both = 0
+    for c in range(len(cells)):
+        a = [_value(results.get(job_key(c, "short32", s)), "60") for s in range(seeds)]
+        b = [_value(results.get(job_key(c, "short", s)), "60") for s in range(seeds)]
+        a, b = [v for v in a if not math.isnan(v)], [v for v in b if not math.isnan(v)]
+        if a and b:
+            both += 1
+            smaller += statistics.fmean(a) < statistics.fmean(b)
+    return smaller, both
+
+
 def _fmt(v: float) -> str:
     return "-" if math.isnan(v) else "diverged" if v >= DIVERGED_PPL else f"{v:.3f}"
 
@@ -245,6 +294,16 @@ def report(cells: list[dict[str, Any]], results: dict[str, dict[str, Any]], seed
         lines.append(f"| {r['proxy']} | {r['cost']:.3g} | {_fmt(a['tau'])} (n={a['n']}) | {_fmt(a['rho'])} | "
                      f"{_fmt(f['tau'])} (n={f['n']}) | {_fmt(rd['tau'])} (n={rd['n']}) | {_fmt(a['top1'])} | "
                      f"{_fmt(a['top3'])} | {_fmt(f['top1'])} | {_fmt(a['best'])} |")
+    lines += ["", "Random search at equal compute (random cells, hidden 64): the expected truth of the cell a proxy "
+              "ranks first among the cells the compute lets it screen", "",
+              "| compute (children at h64@60) | proxy | cells screened | expected place of its pick in the truth "
+              "(1 = best) | P(pick is one of the truth's best 3) |", "|---|---|---|---|---|"]
+    for r in selection_at_equal_compute(t, cells, results, seeds):
+        lines.append(f"| {r['budget_children_at_60']} | {r['proxy']} | {r['cells_screened']} | "
+                     f"{r['expected_place']:.1f} of {r['of']} | {r['p_top3']:.2f} |")
+    smaller, both = size_bias(cells, results, seeds)
+    lines.append(f"\nSize: at 60 batches the same cell scores better at hidden 32 than at hidden 64 in {smaller} of "
+                 f"{both} cells.")
     _plot(cells, results, seeds, t, out / "proxy.png")
     search = next(r for r in t["rows"] if r["proxy"].startswith("h64@60"))
     best600 = next(r for r in t["rows"] if r["proxy"] == "h64@600")
@@ -315,7 +374,11 @@ def main(argv: list[str] | None = None) -> str:
         why = provenance.mismatch(out / provenance.PROVENANCE_FILE, record)
         if why and not args.force_reuse:
             p.error(f"{why}; use a new --out, or --force-reuse to read it back anyway")
-    provenance.write(out / provenance.PROVENANCE_FILE, record)
+        forced = why
+    else:
+        forced = ""
+    if not results_file.exists() or not provenance.mismatch(out / provenance.PROVENANCE_FILE, record):
+        provenance.write(out / provenance.PROVENANCE_FILE, record)  # a forced read-back keeps the producer's record
     results = {r["key"]: r for r in read_records(results_file)} if results_file.exists() else {}
     todo = [j for j in jobs_for(len(cells), args.seeds) if job_key(*j) not in results]
     if todo and not args.report:
@@ -339,6 +402,8 @@ def main(argv: list[str] | None = None) -> str:
                     if time.time() - started < args.stop_after and (j := next(pending, None)) is not None:
                         live.add(pool.submit(run_job, (cells[j[0]]["cell"], *j, opts)))
     text = report(cells, results, args.seeds, out)
+    if forced:
+        text = f"read back with --force-reuse: {forced}\n" + text
     (out / "report.md").write_text(text + "\n")
     print(text)
     return text
