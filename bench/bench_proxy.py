@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import provenance  # noqa: E402
 
-from nas.records import append_record, read_records  # noqa: E402
-from nas.rerank import kendall_tau_b  # noqa: E402
+from nas.retrain.top import kendall_tau_b  # noqa: E402
+from nas.runs.records import append_record, read_records  # noqa: E402
 from search_spaces.cell import Cell, CellSpace  # noqa: E402
 
 TRAIN = {"lr": 5.0, "batch_size": 32, "eval_batch_size": 32, "bptt": 35}
@@ -67,7 +67,7 @@ def found_cells(out: Path, per_search: int) -> list[dict[str, Any]]:
     import bench_search_quality as bsq
     import ray
 
-    from nas.search import run_search
+    from nas.search.driver import run_search
 
     cells: list[dict[str, Any]] = []
     if per_search == 0:

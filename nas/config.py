@@ -20,9 +20,9 @@ A TOML file mirrors :class:`SearchConfig`: top-level keys for the run, then one 
     [model]   # fixed child sizes (workers.model.ModelConfig)
     [train]   # child optimisation (workers.train.TrainConfig)
     [budget]  # per-child budget (workers.train.Budget)
-    [controller]  # nas.controller.ControllerConfig
+    [controller]  # nas.search.controller.ControllerConfig
     [scheduler]   # early stopping of children (SchedulerConfig: ASHA)
-    [evolution]   # algo = "evolution" (nas.evolution.EvolutionConfig)
+    [evolution]   # algo = "evolution" (nas.search.evolution.EvolutionConfig)
     [retrain]     # `nas train`: epochs and patience of a retraining (RetrainSettings)
 
 Unknown keys, wrong types and out-of-range values are errors that name the key and the fix.
@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas.controller import ControllerConfig
-from nas.evolution import EvolutionConfig
-from nas.records import CONFIG_FILE  # noqa: F401 - also imported from here
+from nas.runs.records import CONFIG_FILE  # noqa: F401 - also imported from here
+from nas.search.controller import ControllerConfig
+from nas.search.evolution import EvolutionConfig
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
@@ -154,7 +154,7 @@ class SearchConfig:
     child without training (so a search that converges ends sooner instead of training copies)."""
     concurrency: int | None = None
     """Children training at once (max_concurrent_trials); None ("auto"): as many as the cluster's CPUs (and GPUs)
-    hold at cpus_per_trial / gpus_per_trial each (see nas.search.plan_resources)."""
+    hold at cpus_per_trial / gpus_per_trial each (see nas.search.driver.plan_resources)."""
     cpus_per_trial: float = 1.0
     """CPUs reserved per child; torch uses that many threads."""
     gpus_per_trial: float | None = None

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nas import cli
-from nas.compare import (
+from nas.runs.compare import (
     _by_children,
     _by_compute,
     best_so_far,
@@ -20,7 +20,7 @@ from nas.compare import (
     plot_curves,
     value_at,
 )
-from nas.records import append_record
+from nas.runs.records import append_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 nan = math.nan

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from nas.config import config_from_dict
-from nas.export import write_export
-from nas.retrain import load_checkpoint, retrain, retrain_config
+from nas.retrain.trainer import load_checkpoint, retrain, retrain_config
+from nas.runs.export import write_export
 from search_spaces import ChildSpec, HParams, known_cell, random_cell
 from workers.cell_rnn import CellRNN
 from workers.data import Corpus

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from nas.records import ChildRecord, append_child
+from nas.runs.records import ChildRecord, append_child
 from search_spaces import ChildSpec, known_cell
 from workers.outcome import ChildOutcome
 

@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-import nas.rerank as rerank_module
+import nas.retrain.top as rerank_module
 from nas.cli import main
 from nas.config import config_from_dict
-from nas.records import append_record
-from nas.rerank import kendall_tau_b, retrain_top
-from nas.retrain import RetrainOutcome, bits_per_token, load_checkpoint, retrain, retrain_config
-from nas.searcher import RandomSearcher
-from nas.sources import matched_hidden_size, parameter_count, with_rnn
+from nas.retrain.sources import matched_hidden_size, parameter_count, with_rnn
+from nas.retrain.top import kendall_tau_b, retrain_top
+from nas.retrain.trainer import RetrainOutcome, bits_per_token, load_checkpoint, retrain, retrain_config
+from nas.runs.records import append_record
+from nas.search.searcher import RandomSearcher
 from search_spaces import ChildSpec, HParams, known_cell, random_cell
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
@@ -194,7 +194,7 @@ def test_several_sources_train_under_one_recipe_side_by_side(tiny, capsys, monke
 
 
 def test_character_level_leaderboards_show_bits_per_character(tmp_path):
-    from nas.results import children_table, leaderboard
+    from nas.runs.results import children_table, leaderboard
     from workers.data import resolved_level
 
     spec = ChildSpec(random_cell(2, 0))
@@ -208,7 +208,7 @@ def test_character_level_leaderboards_show_bits_per_character(tmp_path):
 
 
 def test_a_search_config_with_max_params_gives_its_searcher_the_budget_and_the_count(tmp_path):
-    from nas.search import _make_searcher
+    from nas.search.driver import _make_searcher
 
     cfg = config_from_dict({"max_params": 5000, "results_dir": str(tmp_path), "model": {"hidden_size": 8},
                             "space": {"base": 2, "layers": {"hidden_size": [8, 16], "num_layers": [1, 2]}}})

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from nas.controller import Controller, ControllerConfig
+from nas.search.controller import Controller, ControllerConfig
 from workers.outcome import STATUSES
 
 

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from nas.config import DataConfig, SearchConfig
-from nas.records import atomic_write, json_safe
+from nas.runs.records import atomic_write, json_safe
 from search_spaces import ChildSpec
 from workers.data import Corpus, load_corpus
 from workers.model import ChildLM, ModelConfig, build_child

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nas.results import spec_at_rank
+from nas.runs.results import spec_at_rank
 from search_spaces import KNOWN_CELLS, ChildSpec, HParams, known_cell
 
 if TYPE_CHECKING:  # torch: imported where a model is counted or trained, so that `nas show` starts without it
-    from nas.retrain import RetrainConfig
+    from nas.retrain.trainer import RetrainConfig
 
 TORCH_LSTM = "torch-lstm"
 """The source name of the reference LSTM: ``torch.nn.LSTM`` (cuDNN on GPUs) trained by the same loop, data and
@@ -110,6 +110,6 @@ def match_params(jobs: list[Job], reference: str, folder: Path | None, rank: int
 
 def slug(label: str) -> str:
     """A folder name for a source's label (``results/x (rank 1)`` -> ``results-x--rank-1``)."""
-    from nas.retrain import folder_safe
+    from nas.retrain.trainer import folder_safe
 
     return folder_safe(label).strip("-") or "cell"

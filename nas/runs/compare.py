@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.records import (
+from nas.runs.records import (
     CHILDREN_FILE,
     CONFIG_FILE,
     ChildRecord,

@@ -1,5 +1,5 @@
 """Results of a search as tables: the cells and controller tables, the leaderboard and the progress plot, all
-built by pure functions from the run's records (:mod:`nas.records`).
+built by pure functions from the run's records (:mod:`nas.runs.records`).
 
 Tables (``cells.csv``, ``cells.parquet``, ``controller.csv``) and ``progress.png`` are rewritten atomically; they
 can always be rebuilt from ``children.jsonl`` and ``controller.jsonl`` with :func:`write_tables`.
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.records import (
+from nas.runs.records import (
     CHILDREN_FILE,
     CONTROLLER_FILE,
     ChildRecord,

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from search_spaces.cell import Decision
 
 REWARDS: tuple[str, ...] = ("c/ppl^2", "c/ppl")
-"""Reward shapes :func:`nas.reinforce.reward_of` knows: Zoph & Le 2017 use c/ppl^2, ENAS uses c/ppl."""
+"""Reward shapes :func:`nas.search.reinforce.reward_of` knows: Zoph & Le 2017 use c/ppl^2, ENAS uses c/ppl."""
 
 
 def _is_int(v: Any) -> bool:
@@ -75,7 +75,7 @@ class ControllerConfig:
     """Clip the controller's gradient norm to this (ours: a safety net against one outlying advantage; the
     papers give none and carpedm20/ENAS-pytorch disables it). None disables it."""
     normalize_advantage: bool = True
-    """Divide each advantage by a moving estimate of its own scale (per fidelity; nas.reinforce.Baselines), so
+    """Divide each advantage by a moving estimate of its own scale (per fidelity; nas.search.reinforce.Baselines), so
     the update, and its balance with the entropy bonus, does not depend on the reward's scale, which moves a
     hundredfold between character level (c/ppl^2 ~ 0.1-1) and word level (1e-3-1e-2). Ours; the papers use raw
     advantages. At character level both measured alike (bench/RESULTS.md, 2026-11-27 pilots: normalized
@@ -86,7 +86,7 @@ class ControllerConfig:
     found 14.25 ± 1.08 against 13.63 ± 0.65 for 1 (bench/RESULTS.md, 2026-11-27 pilots)."""
     learn_from_reused: bool = False
     """Whether a child whose outcome was reused (its spec was already trained in this search, see
-    nas.searcher) teaches the searcher again. False (ours): an outcome teaches once, when its child was trained;
+    nas.search.searcher) teaches the searcher again. False (ours): an outcome teaches once, when its child was trained;
     learning from every reuse would feed the same single-seed reward to the controller again and again as a
     policy converges, reinforcing lucky draws. True was the behaviour before 2026-12-02."""
     init_range: float = 0.1
