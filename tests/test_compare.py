@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from nas import cli
+from nas.console import format_seconds
 from nas.runs.compare import (
     _by_children,
     _by_compute,
     best_so_far,
     comparison_table,
     compute_to_reach,
-    format_seconds,
     parse_counts,
     plot_curves,
     value_at,

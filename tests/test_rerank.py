@@ -11,9 +11,10 @@ import torch
 import nas.retrain.top as rerank_module
 from nas.cli import main
 from nas.config import config_from_dict
+from nas.console import bits_per_token
 from nas.retrain.sources import matched_hidden_size, parameter_count, with_rnn
 from nas.retrain.top import kendall_tau_b, retrain_top
-from nas.retrain.trainer import RetrainOutcome, bits_per_token, load_checkpoint, retrain, retrain_config
+from nas.retrain.trainer import RetrainOutcome, load_checkpoint, retrain, retrain_config
 from nas.runs.records import append_record
 from nas.search.searcher import RandomSearcher
 from search_spaces import ChildSpec, HParams, known_cell, random_cell

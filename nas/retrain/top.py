@@ -26,16 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from nas.retrain.trainer import (
-    RetrainConfig,
-    RetrainOutcome,
-    check_out_dir,
-    format_mean_std,
-    mean_std,
-    retrain,
-    scored,
-    text_table,
-)
+from nas.console import format_mean_std, mean_std, text_table
+from nas.retrain.trainer import RetrainConfig, RetrainOutcome, check_out_dir, retrain, scored
 from nas.runs.export import write_export
 from nas.runs.records import atomic_write, json_safe
 from nas.runs.results import load_cells
