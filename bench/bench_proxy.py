@@ -122,9 +122,9 @@ def run_job(args: tuple[dict[str, Any], int, str, int, dict[str, Any]]) -> dict[
     """Train one job in this (worker) process; returns its record."""
     import torch
 
+    from workers.child_settings import Budget, ModelConfig, TrainConfig
     from workers.data import load_corpus
-    from workers.model import ModelConfig
-    from workers.train import Budget, TrainConfig, train_child
+    from workers.train import train_child
 
     cell_d, cell_i, kind, seed, opts = args
     torch.set_num_threads(1)

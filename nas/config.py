@@ -17,10 +17,10 @@ A TOML file mirrors :class:`SearchConfig`: top-level keys for the run, then one 
     num_layers = [1, 2]
     hidden_size = [200, 400]
 
-    [model]   # fixed child sizes (workers.model.ModelConfig)
-    [train]   # child optimisation (workers.train.TrainConfig)
-    [budget]  # per-child budget (workers.train.Budget)
-    [controller]  # nas.search.controller.ControllerConfig
+    [model]   # fixed child sizes (workers.child_settings.ModelConfig)
+    [train]   # child optimisation (workers.child_settings.TrainConfig)
+    [budget]  # per-child budget (workers.child_settings.Budget)
+    [controller]  # nas.search.controller_config.ControllerConfig
     [scheduler]   # early stopping of children (SchedulerConfig: ASHA)
     [evolution]   # algo = "evolution" (nas.search.evolution.EvolutionConfig)
     [retrain]     # `nas train`: epochs and patience of a retraining (RetrainSettings)
@@ -45,14 +45,13 @@ from pathlib import Path
 from typing import Any
 
 from nas.runs.records import CONFIG_FILE  # noqa: F401 - also imported from here
-from nas.search.controller import ControllerConfig
+from nas.search.controller_config import ControllerConfig
 from nas.search.evolution import EvolutionConfig
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
+from workers.child_settings import Budget, ChildSettings, ModelConfig, TrainConfig, split_hparams
 from workers.corpora import DataConfig
-from workers.model import ModelConfig
-from workers.train import Budget, ChildSettings, TrainConfig, split_hparams
 
 ALGOS = ("reinforce", "random", "evolution")
 SCHEDULERS = ("none", "asha")

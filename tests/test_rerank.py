@@ -21,8 +21,9 @@ from search_spaces import ChildSpec, HParams, known_cell, random_cell
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
+from workers.child_settings import Budget, TrainConfig
 from workers.data import batchify, load_corpus
-from workers.train import Budget, TrainConfig, child_parameters, evaluate, lr_at, perplexity, train_child
+from workers.train import child_parameters, evaluate, lr_at, perplexity, train_child
 
 
 def test_kendall_tau_b_against_hand_computations():
@@ -107,7 +108,8 @@ def test_the_torch_lstm_source_trains_through_the_same_loop_and_loads_from_its_c
 
 
 def test_init_range_draws_every_weight_in_range(tiny):
-    from workers.model import ModelConfig, build_child
+    from workers.child_settings import ModelConfig
+    from workers.model import build_child
 
     torch.manual_seed(0)
     for rnn in ("cell", "torch-lstm"):

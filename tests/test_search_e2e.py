@@ -174,8 +174,9 @@ def test_train_retrains_a_child_of_the_search_with_its_settings(search, tmp_path
     from nas.retrain.trainer import load_checkpoint
     from nas.runs.export import write_export
     from nas.runs.results import spec_at_rank
+    from workers.child_settings import split_hparams
     from workers.data import batchify, load_corpus
-    from workers.train import evaluate, perplexity, split_hparams
+    from workers.train import evaluate, perplexity
 
     root, run_dir, _ = search
     p = run(["train", "results/tiny", "--rank", "2", "--epochs", "2", "--seeds", "2"], cwd=root)

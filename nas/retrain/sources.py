@@ -2,8 +2,9 @@
 
 A source is a known cell (``nascell``, ``lstm``, ``tanh_rnn``), a spec JSON file, a results folder's child at a
 rank, or :data:`TORCH_LSTM`: ``torch.nn.LSTM`` (cuDNN on GPUs) trained by the same loop, data and settings as any
-cell (:attr:`workers.model.ModelConfig.rnn`). Cells and LSTMs of equal hidden size differ in size (a base-8 cell
-has twice an LSTM's recurrent weights), so :func:`match_params` sizes the LSTM to another model's parameter count.
+cell (:attr:`workers.child_settings.ModelConfig.rnn`). Cells and LSTMs of equal hidden size differ in size (a base-8
+cell has twice an LSTM's recurrent weights), so :func:`match_params` sizes the LSTM to another model's parameter
+count.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # torch: imported where a model is counted or trained, so tha
 
 TORCH_LSTM = "torch-lstm"
 """The source name of the reference LSTM: ``torch.nn.LSTM`` (cuDNN on GPUs) trained by the same loop, data and
-settings as any cell (:attr:`workers.model.ModelConfig.rnn`)."""
+settings as any cell (:attr:`workers.child_settings.ModelConfig.rnn`)."""
 Job = tuple[str, ChildSpec, "RetrainConfig"]
 """(label, spec, settings) of one thing to train."""
 

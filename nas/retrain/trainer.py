@@ -46,19 +46,10 @@ from nas.config import DataConfig, SearchConfig
 from nas.console import bits_per_token, duration, format_mean_std, mean_std, text_table
 from nas.runs.records import atomic_write, json_safe
 from search_spaces import ChildSpec
+from workers.child_settings import Budget, ModelConfig, TrainConfig, split_hparams
 from workers.data import Corpus, load_corpus
-from workers.model import ChildLM, ModelConfig, build_child
-from workers.train import (
-    BatchProgress,
-    Budget,
-    EpochReport,
-    TrainConfig,
-    TrainResult,
-    failure_text,
-    pick_device,
-    split_hparams,
-    train_child,
-)
+from workers.model import ChildLM, build_child
+from workers.train import BatchProgress, EpochReport, TrainResult, failure_text, pick_device, train_child
 
 TRAIN_FILE = "train.json"
 SPEC_FILE = "spec.json"

@@ -40,7 +40,8 @@ import torch
 from ray.tune.search import Searcher
 
 from nas.runs.records import ChildRecord, append_child, append_record, read_children
-from nas.search.controller import Controller, ControllerConfig
+from nas.search.controller import Controller
+from nas.search.controller_config import ControllerConfig
 from nas.search.evolution import EvolutionConfig, Population
 from nas.search.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
 from search_spaces.space import ChildSpec, SearchSpace
