@@ -1,7 +1,7 @@
 """What the commands print, formatted one way: fixed-width tables, mean ± std, durations, bits per token.
 
-Pure functions of their arguments (standard library only), shared by the search, the tables of a run and
-retraining.
+Pure functions of their arguments (standard library only), shared by the leaderboard and comparisons of runs
+(:mod:`nas.runs`) and by retraining (:mod:`nas.retrain`).
 """
 
 from __future__ import annotations

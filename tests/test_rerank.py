@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-import nas.retrain.top as rerank_module
+import nas.retrain.top as top_module
 from nas.cli import main
 from nas.config import config_from_dict
 from nas.console import bits_per_token
@@ -55,7 +55,7 @@ def test_the_winner_is_the_best_retrained_validation_not_test(tmp_path, monkeypa
         runs = ({"seed": 0, "status": "completed", "val_ppl": val, "test_ppl": test},)
         return RetrainOutcome(out_dir, runs, test, math.nan)
 
-    monkeypatch.setattr(rerank_module, "retrain", fake_retrain)
+    monkeypatch.setattr(top_module, "retrain", fake_retrain)
     cfg = retrain_config(config_from_dict({}), epochs=1)
     top = retrain_top(tmp_path / "run", 3, cfg, tmp_path / "top", out=lambda line: None)
     assert [r["search_rank"] for r in top.rows] == [1, 2, 3] and top.winner == 2
