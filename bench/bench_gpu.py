@@ -48,9 +48,10 @@ from torch import nn
 
 from search_spaces import random_cell
 from search_spaces.cell import Cell
+from workers.child_settings import ModelConfig, TrainConfig
 from workers.cuda_graph import GraphedTrainStep
-from workers.model import ChildLM, ModelConfig, build_child
-from workers.train import TrainConfig, TrainStep
+from workers.model import ChildLM, build_child
+from workers.train import TrainStep
 
 VOCABS = {"word": 10000, "char": 65}
 SIZES = [f"h{h}-b{b}-{v}" for h in (200, 650) for b in (20, 64) for v in VOCABS]

@@ -52,8 +52,7 @@ def bounded_cell(seed: int):
 
 
 def settings_for(kind: str, ptb_batches: int):
-    from workers.model import ModelConfig
-    from workers.train import Budget, TrainConfig
+    from workers.child_settings import Budget, ModelConfig, TrainConfig
 
     if kind == "default":
         return (ModelConfig(num_layers=2, hidden_size=128, dropout=0.1),
@@ -76,8 +75,9 @@ def worker(index: int, kind: str, data_dir: str | None, ptb_batches: int, tasks:
 def _work(index: int, kind: str, data_dir: str | None, ptb_batches: int, tasks: mp.Queue, results: mp.Queue) -> None:
     import torch
 
+    from workers.child_settings import Budget
     from workers.data import load_corpus
-    from workers.train import Budget, train_child
+    from workers.train import train_child
 
     torch.set_num_threads(1)  # what Ray gives a 1-CPU child
     corpus = load_corpus("shakespeare") if kind == "default" else load_corpus(data_dir, "word")

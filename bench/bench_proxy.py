@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import provenance  # noqa: E402
 
-from nas.records import append_record, read_records  # noqa: E402
-from nas.rerank import kendall_tau_b  # noqa: E402
+from nas.retrain.top import kendall_tau_b  # noqa: E402
+from nas.runs.records import append_record, read_records  # noqa: E402
 from search_spaces.cell import Cell, CellSpace  # noqa: E402
 
 TRAIN = {"lr": 5.0, "batch_size": 32, "eval_batch_size": 32, "bptt": 35}
@@ -67,7 +67,7 @@ def found_cells(out: Path, per_search: int) -> list[dict[str, Any]]:
     import bench_search_quality as bsq
     import ray
 
-    from nas.search import run_search
+    from nas.search.driver import run_search
 
     cells: list[dict[str, Any]] = []
     if per_search == 0:
@@ -122,9 +122,9 @@ def run_job(args: tuple[dict[str, Any], int, str, int, dict[str, Any]]) -> dict[
     """Train one job in this (worker) process; returns its record."""
     import torch
 
+    from workers.child_settings import Budget, ModelConfig, TrainConfig
     from workers.data import load_corpus
-    from workers.model import ModelConfig
-    from workers.train import Budget, TrainConfig, train_child
+    from workers.train import train_child
 
     cell_d, cell_i, kind, seed, opts = args
     torch.set_num_threads(1)

@@ -35,8 +35,8 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 
 from nas.config import config_from_dict  # noqa: E402
-from nas.records import read_records  # noqa: E402
-from nas.search import run_search  # noqa: E402
+from nas.runs.records import read_records  # noqa: E402
+from nas.search.driver import run_search  # noqa: E402
 
 TINY = {"space": {"base": 8, "layers": {"hidden_size": [16], "num_layers": [1]}},
         "model": {"num_layers": 1, "hidden_size": 16},

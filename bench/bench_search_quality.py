@@ -21,7 +21,7 @@ Seeds: settings are chosen on ``TUNING_SEEDS`` (``--seeds tuning``, the first fi
 
 Writes ``runs.csv`` (every run's best-so-far curve), ``paired.csv`` (per setting and seed: gains, time to target),
 ``summary.csv``, ``quality.png`` (the curves by children and by compute seconds, mean ± std bands,
-:func:`nas.compare.plot_curves`) and every run's results folder under ``--out``, each with a
+:func:`nas.runs.compare.plot_curves`) and every run's results folder under ``--out``, each with a
 ``<run>.provenance.json`` beside it (code hash, commit, settings hash): a run already there is read back (an
 interrupted benchmark continues) only if it was made by the same code and settings, otherwise the benchmark stops
 with the reason (``--force-reuse``
@@ -59,9 +59,9 @@ import paired as stats  # noqa: E402
 import pandas as pd  # noqa: E402
 import provenance  # noqa: E402
 
-from nas.compare import best_so_far, compute_to_reach, plot_curves, value_at  # noqa: E402
 from nas.config import SearchConfig, config_from_dict  # noqa: E402
-from nas.records import read_records  # noqa: E402
+from nas.runs.compare import best_so_far, compute_to_reach, plot_curves, value_at  # noqa: E402
+from nas.runs.records import read_records  # noqa: E402
 
 TUNING_SEEDS = tuple(range(10))
 """Seeds pilots choose settings on (0-2 were the 2026-11-27 pilots' seeds)."""
@@ -117,7 +117,7 @@ def run_once(d: dict[str, Any], force_reuse: bool = False) -> tuple[pd.DataFrame
     """The run's curve and controller records (running it unless its folder already holds a complete run made by
     the same code and settings), and its wall seconds (0 for a run read back). Raises SystemExit with the reason
     when the folder was made by other code or settings (unless ``force_reuse``)."""
-    from nas.search import run_search
+    from nas.search.driver import run_search
 
     cfg = config_from_dict(d)
     record = provenance.provenance({k: v for k, v in d.items() if k != "results_dir"})

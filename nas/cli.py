@@ -33,7 +33,7 @@ def cmd_show(args: argparse.Namespace) -> None:
             raise UserError("give either a cell name/spec file or --random, not both")
         spec, label = ChildSpec(random_cell(args.base, args.seed)), f"random cell (seed {args.seed})"
     elif args.cell and Path(args.cell).is_dir():
-        from nas.results import Run
+        from nas.runs.results import Run
 
         child = Run(args.cell).child_at_rank(args.rank)
         spec, label = ChildSpec.from_json(child["spec"]), f"{args.cell} rank {args.rank} (child {child['index']})"
@@ -43,7 +43,7 @@ def cmd_show(args: argparse.Namespace) -> None:
                             "--random")
         if args.rank != 1:
             raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
-        from nas.sources import load_spec
+        from nas.retrain.sources import load_spec
 
         label, spec = load_spec(args.cell)
     if args.json:
@@ -57,7 +57,7 @@ def cmd_show(args: argparse.Namespace) -> None:
         if args.actions:
             print("actions: " + " ".join(map(str, spec.cell.to_actions())))
     if args.plot:
-        from nas.cell_figure import draw_cell
+        from nas.runs.cell_figure import draw_cell
 
         print(f"wrote {draw_cell(spec.cell, args.plot, title=label)}")
 
@@ -93,7 +93,7 @@ def cmd_data_download(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from nas.config import config_from_dict, load_config, load_run_config, merge_overrides
-    from nas.search import run_search
+    from nas.search.driver import run_search
 
     overrides = {
         "name": args.name, "trials": args.trials, "concurrency": args.concurrency,
@@ -124,7 +124,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> None:
-    from nas.results import Run, leaderboard
+    from nas.runs.results import Run, leaderboard
 
     run = Run(args.dir)
     cells = run.cells
@@ -144,7 +144,7 @@ def cmd_results(args: argparse.Namespace) -> None:
 
 def _run_level(run_dir: Path) -> str:
     """The tokenisation a run's children trained at ("word" when its config is missing or unreadable)."""
-    from nas.records import CONFIG_FILE
+    from nas.runs.records import CONFIG_FILE
     from workers.corpora import DataConfig, resolved_level
 
     try:  # the data section alone: the rest of the settings need torch to check, and a table does not
@@ -155,7 +155,7 @@ def _run_level(run_dir: Path) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from nas.compare import DEFAULT_AT, comparison_table, find_run, load_curve, parse_counts, plot_curves, run_algo
+    from nas.runs.compare import DEFAULT_AT, comparison_table, find_run, load_curve, parse_counts, plot_curves, run_algo
 
     at = parse_counts(args.at) if args.at is not None else DEFAULT_AT
     dirs = [find_run(run, args.results_dir) for run in args.runs]
@@ -178,15 +178,15 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from nas.export import write_export
-    from nas.results import spec_at_rank
+    from nas.runs.export import write_export
+    from nas.runs.results import spec_at_rank
 
     if Path(args.source).is_dir():
         spec = spec_at_rank(args.source, args.rank)
     else:
         if args.rank != 1:
             raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
-        from nas.sources import load_spec
+        from nas.retrain.sources import load_spec
 
         _, spec = load_spec(args.source)
     py, js = write_export(spec, args.out, class_name=args.class_name)
@@ -195,7 +195,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
-    from nas.retrain import (
+    from nas.retrain.sources import match_params, slug, train_source
+    from nas.retrain.trainer import (
         check_out_dir,
         comparison_lines,
         default_out_dir,
@@ -205,7 +206,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         seeds_summary_line,
         write_comparison,
     )
-    from nas.sources import match_params, slug, train_source
 
     data = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level}
     if len(set(args.source)) < len(args.source):
@@ -262,8 +262,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_top(args: argparse.Namespace, folder: Path, cfg: Any) -> int:
-    from nas.rerank import retrain_top, top_children, top_lines
-    from nas.retrain import fresh_dir
+    from nas.retrain.top import retrain_top, top_children, top_lines
+    from nas.retrain.trainer import fresh_dir
 
     top_children(folder, args.top)  # too few children: one clear line before anything is written
     out = Path(args.out) if args.out else fresh_dir(folder / f"train-top{args.top}")

@@ -17,12 +17,12 @@ A TOML file mirrors :class:`SearchConfig`: top-level keys for the run, then one 
     num_layers = [1, 2]
     hidden_size = [200, 400]
 
-    [model]   # fixed child sizes (workers.model.ModelConfig)
-    [train]   # child optimisation (workers.train.TrainConfig)
-    [budget]  # per-child budget (workers.train.Budget)
-    [controller]  # nas.controller.ControllerConfig
+    [model]   # fixed child sizes (workers.child_settings.ModelConfig)
+    [train]   # child optimisation (workers.child_settings.TrainConfig)
+    [budget]  # per-child budget (workers.child_settings.Budget)
+    [controller]  # nas.search.controller_config.ControllerConfig
     [scheduler]   # early stopping of children (SchedulerConfig: ASHA)
-    [evolution]   # algo = "evolution" (nas.evolution.EvolutionConfig)
+    [evolution]   # algo = "evolution" (nas.search.evolution.EvolutionConfig)
     [retrain]     # `nas train`: epochs and patience of a retraining (RetrainSettings)
 
 Unknown keys, wrong types and out-of-range values are errors that name the key and the fix.
@@ -44,15 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas.controller import ControllerConfig
-from nas.evolution import EvolutionConfig
-from nas.records import CONFIG_FILE  # noqa: F401 - also imported from here
+from nas.runs.records import CONFIG_FILE  # noqa: F401 - also imported from here
+from nas.search.controller_config import ControllerConfig
+from nas.search.evolution import EvolutionConfig
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
+from workers.child_settings import Budget, ChildSettings, ModelConfig, TrainConfig, split_hparams
 from workers.corpora import DataConfig
-from workers.model import ModelConfig
-from workers.train import Budget, ChildSettings, TrainConfig, split_hparams
 
 ALGOS = ("reinforce", "random", "evolution")
 SCHEDULERS = ("none", "asha")
@@ -154,7 +153,7 @@ class SearchConfig:
     child without training (so a search that converges ends sooner instead of training copies)."""
     concurrency: int | None = None
     """Children training at once (max_concurrent_trials); None ("auto"): as many as the cluster's CPUs (and GPUs)
-    hold at cpus_per_trial / gpus_per_trial each (see nas.search.plan_resources)."""
+    hold at cpus_per_trial / gpus_per_trial each (see nas.search.driver.plan_resources)."""
     cpus_per_trial: float = 1.0
     """CPUs reserved per child; torch uses that many threads."""
     gpus_per_trial: float | None = None

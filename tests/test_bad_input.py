@@ -200,7 +200,7 @@ def test_train_inputs(ws, capsys):
 
 def test_results_show_and_top_inputs(ws, capsys):
     """`nas train --top K`, `nas results --max-params`, `nas show --rank`: one line each, nothing written."""
-    from nas.records import append_record
+    from nas.runs.records import append_record
     from search_spaces import ChildSpec, known_cell
 
     spec = ChildSpec(known_cell("nascell"))

@@ -14,7 +14,7 @@ import bench_search_quality as bsq  # noqa: E402
 import paired  # noqa: E402
 import provenance  # noqa: E402
 
-from nas.compare import best_so_far  # noqa: E402
+from nas.runs.compare import best_so_far  # noqa: E402
 
 
 def test_t_quantiles_and_p_values_match_scipy():

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from nas.records import ChildRecord, append_child, latest_per_trial, read_children
+from nas.runs.records import ChildRecord, append_child, latest_per_trial, read_children
 from workers.outcome import ChildOutcome
 
 # A children.jsonl line as the searcher wrote it at 93a8f63 (before ChildRecord): old folders must still read.

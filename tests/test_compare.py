@@ -9,18 +9,18 @@ import pandas as pd
 import pytest
 
 from nas import cli
-from nas.compare import (
+from nas.console import format_seconds
+from nas.runs.compare import (
     _by_children,
     _by_compute,
     best_so_far,
     comparison_table,
     compute_to_reach,
-    format_seconds,
     parse_counts,
     plot_curves,
     value_at,
 )
-from nas.records import append_record
+from nas.runs.records import append_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 nan = math.nan

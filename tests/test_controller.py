@@ -9,8 +9,9 @@ import re
 import pytest
 import torch
 
-from nas.controller import Controller, ControllerConfig, Sample
-from nas.reinforce import FINAL, Baselines, EMABaseline, baseline_key, make_optimizer, reinforce_step, reward_of
+from nas.search.controller import Controller, Sample
+from nas.search.controller_config import ControllerConfig
+from nas.search.reinforce import FINAL, Baselines, EMABaseline, baseline_key, make_optimizer, reinforce_step, reward_of
 from search_spaces.cell import CellSpace, Decision
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace

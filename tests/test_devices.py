@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from nas.config import config_from_dict
-from nas.export import write_export
-from nas.retrain import load_checkpoint, retrain, retrain_config
+from nas.retrain.trainer import load_checkpoint, retrain, retrain_config
+from nas.runs.export import write_export
 from search_spaces import ChildSpec, HParams, known_cell, random_cell
 from workers.cell_rnn import CellRNN
+from workers.child_settings import Budget, ModelConfig, TrainConfig
 from workers.data import Corpus
-from workers.model import ModelConfig
-from workers.train import Budget, TrainConfig, train_child
+from workers.train import train_child
 
 TEXT = "the cat sat on the mat. the dog sat on the log. a cat and a dog sat on a mat.\n"
 KERNELS = ["torch"] + (["triton"] if importlib.util.find_spec("triton") else [])

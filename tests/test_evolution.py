@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from nas.evolution import EvolutionConfig
-from nas.records import read_records
-from nas.searcher import EvolutionSearcher
+from nas.runs.records import read_records
+from nas.search.evolution import EvolutionConfig
+from nas.search.searcher import EvolutionSearcher
 from search_spaces import CellSpace, ChildSpec, LayerSpace, SearchSpace
 
 SPACE = SearchSpace(CellSpace(4), LayerSpace.of({"num_layers": [1, 2], "hidden_size": [16, 32]}))
@@ -91,7 +91,7 @@ def test_a_real_evolution_search_is_resumed_and_extended_with_its_population(tmp
     import ray
     from test_faults import search_on_local_ray, tiny_config
 
-    from nas.search import run_search
+    from nas.search.driver import run_search
 
     cfg = tiny_config(tmp_path, name="evo", trials=4, algo="evolution",
                       evolution={"population": 2, "sample_size": 2})

@@ -12,8 +12,8 @@ import uuid
 import pytest
 import torch
 
-from nas import export
-from nas.export import export_source, write_export
+from nas.runs import export
+from nas.runs.export import export_source, write_export
 from search_spaces import ChildSpec, HParams, known_cell, random_cell
 from workers.cell_code import step_source
 from workers.cell_rnn import CellRNN

@@ -4,8 +4,8 @@
 from test_search_e2e import write_tiny_corpus
 
 from nas.config import config_from_dict
-from nas.records import read_records
-from nas.search import run_search
+from nas.runs.records import read_records
+from nas.search.driver import run_search
 
 
 def tiny_config(tmp_path, **over):

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from nas.records import ChildRecord, append_child
+from nas.runs.records import ChildRecord, append_child
 from search_spaces import ChildSpec, known_cell
 from workers.outcome import ChildOutcome
 
@@ -32,3 +32,10 @@ def test_results_compare_and_show_import_neither_torch_nor_ray(tmp_path):
                        cwd=tmp_path, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "bits/char" in p.stdout  # the run's level read from config.json, without nas.config
+
+
+def test_reading_search_settings_imports_neither_torch_nor_ray():
+    code = ("import sys, nas.config; heavy = sorted(m for m in ('torch', 'ray', 'triton') if m in sys.modules); "
+            "assert not heavy, f'nas.config imported {heavy}'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr

@@ -8,20 +8,22 @@ import math
 import pytest
 import torch
 
-import nas.rerank as rerank_module
+import nas.retrain.top as top_module
 from nas.cli import main
 from nas.config import config_from_dict
-from nas.records import append_record
-from nas.rerank import kendall_tau_b, retrain_top
-from nas.retrain import RetrainOutcome, bits_per_token, load_checkpoint, retrain, retrain_config
-from nas.searcher import RandomSearcher
-from nas.sources import matched_hidden_size, parameter_count, with_rnn
+from nas.console import bits_per_token
+from nas.retrain.sources import matched_hidden_size, parameter_count, with_rnn
+from nas.retrain.top import kendall_tau_b, retrain_top
+from nas.retrain.trainer import RetrainOutcome, load_checkpoint, retrain, retrain_config
+from nas.runs.records import append_record
+from nas.search.searcher import RandomSearcher
 from search_spaces import ChildSpec, HParams, known_cell, random_cell
 from search_spaces.cell import CellSpace
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
+from workers.child_settings import Budget, TrainConfig
 from workers.data import batchify, load_corpus
-from workers.train import Budget, TrainConfig, child_parameters, evaluate, lr_at, perplexity, train_child
+from workers.train import child_parameters, evaluate, lr_at, perplexity, train_child
 
 
 def test_kendall_tau_b_against_hand_computations():
@@ -53,7 +55,7 @@ def test_the_winner_is_the_best_retrained_validation_not_test(tmp_path, monkeypa
         runs = ({"seed": 0, "status": "completed", "val_ppl": val, "test_ppl": test},)
         return RetrainOutcome(out_dir, runs, test, math.nan)
 
-    monkeypatch.setattr(rerank_module, "retrain", fake_retrain)
+    monkeypatch.setattr(top_module, "retrain", fake_retrain)
     cfg = retrain_config(config_from_dict({}), epochs=1)
     top = retrain_top(tmp_path / "run", 3, cfg, tmp_path / "top", out=lambda line: None)
     assert [r["search_rank"] for r in top.rows] == [1, 2, 3] and top.winner == 2
@@ -106,7 +108,8 @@ def test_the_torch_lstm_source_trains_through_the_same_loop_and_loads_from_its_c
 
 
 def test_init_range_draws_every_weight_in_range(tiny):
-    from workers.model import ModelConfig, build_child
+    from workers.child_settings import ModelConfig
+    from workers.model import build_child
 
     torch.manual_seed(0)
     for rnn in ("cell", "torch-lstm"):
@@ -194,7 +197,7 @@ def test_several_sources_train_under_one_recipe_side_by_side(tiny, capsys, monke
 
 
 def test_character_level_leaderboards_show_bits_per_character(tmp_path):
-    from nas.results import children_table, leaderboard
+    from nas.runs.results import children_table, leaderboard
     from workers.data import resolved_level
 
     spec = ChildSpec(random_cell(2, 0))
@@ -208,7 +211,7 @@ def test_character_level_leaderboards_show_bits_per_character(tmp_path):
 
 
 def test_a_search_config_with_max_params_gives_its_searcher_the_budget_and_the_count(tmp_path):
-    from nas.search import _make_searcher
+    from nas.search.driver import _make_searcher
 
     cfg = config_from_dict({"max_params": 5000, "results_dir": str(tmp_path), "model": {"hidden_size": 8},
                             "space": {"base": 2, "layers": {"hidden_size": [8, 16], "num_layers": [1, 2]}}})

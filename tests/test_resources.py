@@ -3,7 +3,7 @@
 import pytest
 
 from nas.config import config_from_dict, load_config
-from nas.search import AUTO_GPUS_PER_TRIAL, SearchError, plan_resources
+from nas.search.driver import AUTO_GPUS_PER_TRIAL, SearchError, plan_resources
 
 
 def test_auto_concurrency_fills_the_cpus_with_one_child_per_cpus_per_trial():

@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from nas.records import append_record, read_records
-from nas.results import (
+from nas.runs.records import append_record, read_records
+from nas.runs.results import (
     children_table,
     controller_table,
     hparam_columns,

@@ -1,5 +1,5 @@
-"""`nas train`'s library side (nas.retrain): checkpoints that rebuild the model, a failing seed that does not stop
-the others, Ctrl-C that keeps the finished seeds, and patience 0 meaning no early stop."""
+"""`nas train`'s library side (nas.retrain.trainer): checkpoints that rebuild the model, a failing seed that does not
+stop the others, Ctrl-C that keeps the finished seeds, and patience 0 meaning no early stop."""
 
 import json
 import math
@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-import nas.retrain as retrain_module
+import nas.retrain.trainer as retrain_module
 from nas.cli import main
 from nas.config import config_from_dict
-from nas.retrain import load_checkpoint, retrain, retrain_config
+from nas.retrain.trainer import load_checkpoint, retrain, retrain_config
 from search_spaces import ChildSpec, HParams, known_cell
 from workers.data import batchify, load_corpus
 from workers.train import evaluate, perplexity
@@ -103,6 +103,6 @@ def test_nas_train_and_the_config_do_not_import_ray():
     import subprocess
     import sys
 
-    code = "import sys, nas.retrain, nas.config, nas.compare; print('ray' in sys.modules)"
+    code = "import sys, nas.retrain.trainer, nas.config, nas.runs.compare; print('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
         == "False"

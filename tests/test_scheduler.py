@@ -5,8 +5,8 @@ import pandas as pd
 from test_faults import search_on_local_ray, tiny_config
 
 from nas.config import SchedulerConfig
-from nas.records import read_records
-from nas.results import leaderboard, load_cells
+from nas.runs.records import read_records
+from nas.runs.results import leaderboard, load_cells
 
 
 def test_rungs_are_the_ones_ray_asha_uses_below_the_max_fidelity():

@@ -142,8 +142,8 @@ def test_fake_gpu_packing_runs_four_children_at_once(tmp_path):
     import ray
 
     from nas.config import config_from_dict
-    from nas.records import read_records
-    from nas.search import run_search
+    from nas.runs.records import read_records
+    from nas.search.driver import run_search
 
     data = write_tiny_corpus(tmp_path / "corpus")
     cfg = config_from_dict({
@@ -171,11 +171,12 @@ def test_train_retrains_a_child_of_the_search_with_its_settings(search, tmp_path
     training per seed, test perplexity reported; the saved weights give that perplexity again and load into the
     exported module."""
     from nas.config import config_from_dict
-    from nas.export import write_export
-    from nas.results import spec_at_rank
-    from nas.retrain import load_checkpoint
+    from nas.retrain.trainer import load_checkpoint
+    from nas.runs.export import write_export
+    from nas.runs.results import spec_at_rank
+    from workers.child_settings import split_hparams
     from workers.data import batchify, load_corpus
-    from workers.train import evaluate, perplexity, split_hparams
+    from workers.train import evaluate, perplexity
 
     root, run_dir, _ = search
     p = run(["train", "results/tiny", "--rank", "2", "--epochs", "2", "--seeds", "2"], cwd=root)
@@ -217,7 +218,7 @@ def test_train_retrains_a_child_of_the_search_with_its_settings(search, tmp_path
 def test_top_k_retrains_the_best_children_and_picks_the_winner_by_validation(search):
     """`nas train results/tiny --top 3`: the search's three best retrained, tau against a hand count, the winner
     by retrained validation perplexity, exported."""
-    from nas.results import load_cells, spec_at_rank
+    from nas.runs.results import load_cells, spec_at_rank
 
     root, run_dir, _ = search
     p = run(["train", "results/tiny", "--top", "3", "--epochs", "1"], cwd=root)
@@ -245,7 +246,7 @@ def test_top_k_retrains_the_best_children_and_picks_the_winner_by_validation(sea
 
 
 def test_show_prints_a_child_of_the_search_and_draws_it(search):
-    from nas.results import child_at_rank
+    from nas.runs.results import child_at_rank
 
     root, run_dir, _ = search
     p = run(["show", "results/tiny", "--rank", "2", "--plot", "cell.png"], cwd=root)
@@ -264,8 +265,8 @@ def test_progress_prints_a_line_for_each_reused_child(tmp_path):
     """Reused children run no trial, so the searcher hands their records to the progress callback as it writes
     them (while it suggests); the callback prints them when a trial starts and at the end. Children recorded before
     a resume are counted from children.jsonl."""
-    from nas.records import ChildRecord, append_record
-    from nas.search import SearchProgress
+    from nas.runs.records import ChildRecord, append_record
+    from nas.search.driver import SearchProgress
     from workers.outcome import ChildOutcome
 
     lines = []

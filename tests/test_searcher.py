@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from nas.controller import ControllerConfig
-from nas.records import read_records
-from nas.searcher import ControllerSearcher, NasSearcher, RandomSearcher, child_seed
+from nas.runs.records import read_records
+from nas.search.controller_config import ControllerConfig
+from nas.search.searcher import ControllerSearcher, NasSearcher, RandomSearcher, child_seed
 from search_spaces import CellSpace, LayerSpace, SearchSpace
 
 SPACE = SearchSpace(CellSpace(4), LayerSpace.of({"num_layers": [1, 2], "hidden_size": [16, 32]}))
@@ -228,7 +228,7 @@ def test_a_spec_trained_before_is_reused_not_trained_again(tmp_path):
 def test_learn_from_reused_teaches_a_reused_outcome_again(tmp_path):
     import random
 
-    from nas.controller import ControllerConfig
+    from nas.search.controller_config import ControllerConfig
 
     rng = random.Random(2)
     a, b = ([rng.randrange(x.size) for x in SPACE.decisions] for _ in range(2))

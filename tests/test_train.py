@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from search_spaces import Cell, Memory, Node, known_cell
+from workers.child_settings import Budget, ModelConfig, TrainConfig, split_hparams
 from workers.data import Corpus
-from workers.model import ModelConfig
-from workers.train import Budget, TrainConfig, split_hparams, train_child
+from workers.train import train_child
 
 TEXT = "the cat sat on the mat. the dog sat on the log. a cat and a dog sat on a mat.\n"
 

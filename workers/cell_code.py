@@ -41,7 +41,7 @@ def step_source(cell: Cell, name: str = "cell_step", indent: str = "") -> str:
     # Leaves: combine each input chunk with its recurrent chunk. Done on the whole (B, N*H) tensors and then
     # split, which is one op per comb kind instead of one per leaf; chunk i is leaf i's. `chunk` (one autograd
     # node) is ~20% cheaper in eager than `tensor_split` (one node per piece); the export swaps in tensor_split
-    # because TorchScript mishandles partly-used chunks (see nas.export.script_safe_step).
+    # because TorchScript mishandles partly-used chunks (see nas.runs.export.script_safe_step).
     for comb in sorted(leaf_combs):
         var = "sums" if comb == "add" else "prods"
         names = ", ".join(f"{var[0]}_{i}" for i in range(n))

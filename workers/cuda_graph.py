@@ -29,10 +29,6 @@ import torch
 if TYPE_CHECKING:
     from workers.train import State, TrainStep
 
-CUDA_GRAPHS = ("auto", "off")
-"""``train.cuda_graphs``: "auto" captures the training step on CUDA devices (and never on a CPU); "off" trains
-eagerly."""
-
 
 class GraphedTrainStep:
     """A :class:`workers.train.TrainStep` whose full windows replay a captured CUDA graph (module docstring)."""

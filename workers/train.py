@@ -23,11 +23,12 @@ import torch
 from torch import nn
 
 from search_spaces.cell import Cell
-from workers.cuda_graph import CUDA_GRAPHS, GraphedTrainStep
+from workers.child_settings import Budget, ModelConfig, TrainConfig, split_hparams
+from workers.cuda_graph import GraphedTrainStep
 from workers.data import Corpus, batchify
-from workers.model import ChildLM, ModelConfig, State, build_child, count_parameters
+from workers.model import ChildLM, State, build_child, count_parameters
 from workers.outcome import ChildOutcome
-from workers.triton_cell import KERNELS, use_triton
+from workers.triton_cell import use_triton
 
 DIVERGED_LOSS = 700.0
 """Mean cross-entropy (nats/token) above which a child counts as diverged: exp(700) is near the float64 limit,
@@ -38,103 +39,10 @@ def _diverged(loss: float) -> bool:
     return not loss < DIVERGED_LOSS  # also true for NaN
 
 
-PRECISIONS = ("float32", "bfloat16")
-LR_SCHEDULES = ("plateau", "step")
-
-
 def autocast(device: torch.device, precision: str):
     """The context for a forward pass at ``precision`` (a no-op for float32). Its weight-cast cache is off, as
     CUDA graph capture requires (each weight is cast once per forward anyway)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16", cache_enabled=False)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation of a child. Defaults follow pytorch/examples word_language_model unless noted."""
-
-    lr: float = 20.0
-    """Initial learning rate (word_language_model: 20 with plain SGD)."""
-    optimizer: str = "sgd"
-    """"sgd" (word_language_model) or "adam"."""
-    lr_decay: float = 4.0
-    """The learning rate's divisor under ``lr_schedule`` (word_language_model: 4; Zaremba et al. 2014: 2)."""
-    lr_schedule: str = "plateau"
-    """How SGD's learning rate falls (:func:`lr_at`). "plateau": divided by ``lr_decay`` after every epoch without
-    a better validation loss (word_language_model); "step": constant for the first ``lr_step_after`` epochs, then
-    divided by ``lr_decay`` every epoch (Zaremba et al. 2014). Adam keeps its rate."""
-    lr_step_after: int = 4
-    """Epochs at the initial rate under the "step" schedule (Zaremba et al. 2014: 4 small, 6 medium, 14 large)."""
-    clip: float = 0.25
-    """Gradient-norm clipping threshold (word_language_model: 0.25)."""
-    batch_size: int = 20
-    """Training batch size (Zaremba et al. 2014 and word_language_model: 20)."""
-    bptt: int = 35
-    """Truncated-BPTT window (Zaremba et al. 2014; Zoph & Le 2017: 35)."""
-    eval_batch_size: int = 10
-    """Batch size for validation/test perplexity (word_language_model: 10)."""
-    precision: str = "float32"
-    """"float32", or "bfloat16": forward passes under ``torch.autocast`` (weights and optimizer stay float32).
-    Worth it on GPUs with bf16 tensor cores; on CPUs without bf16 instructions it is slower."""
-    cell_kernels: str = "auto"
-    """How the cell's element-wise step runs (:data:`workers.triton_cell.KERNELS`): "auto" (generated Triton
-    kernels on CUDA when Triton is installed, torch operations otherwise), "torch" or "triton"."""
-    cuda_graphs: str = "auto"
-    """"auto": on a CUDA device, capture each child's training step as a CUDA graph and replay it per window
-    (:mod:`workers.cuda_graph`; never on a CPU); "off": eager steps."""
-
-    def __post_init__(self) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"train.lr_schedule: {self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
-        if not isinstance(self.lr_step_after, int) or isinstance(self.lr_step_after, bool) or self.lr_step_after < 0:
-            raise ValueError(f"train.lr_step_after: {self.lr_step_after!r} is not allowed; use a whole number >= 0")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"train.optimizer: {self.optimizer!r} is not one of sgd, adam")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.cell_kernels not in KERNELS:
-            raise ValueError(f"train.cell_kernels: {self.cell_kernels!r} is not one of {', '.join(KERNELS)}")
-        if self.cuda_graphs not in CUDA_GRAPHS:
-            raise ValueError(f"train.cuda_graphs: {self.cuda_graphs!r} is not one of {', '.join(CUDA_GRAPHS)}")
-        for name in ("lr", "lr_decay", "clip"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or not math.isfinite(v):
-                raise ValueError(f"train.{name}: {v!r} is not allowed; use a positive number")
-        for name in ("batch_size", "bptt", "eval_batch_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"train.{name}: {v!r} is not allowed; use a whole number >= 1")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much training a child gets. Every child of a search gets the same budget."""
-
-    epochs: int = 1
-    """Passes over the training data (or over ``max_batches`` of it)."""
-    max_batches: int | None = None
-    """Cap on BPTT windows per epoch (None: the whole training split). The next epoch continues through the split
-    where the last one stopped (from its start again after the end), so several short epochs see the whole text."""
-    max_eval_tokens: int | None = None
-    """Cap on validation tokens per evaluation (None: the whole validation split)."""
-    patience: int | None = None
-    """Stop early after this many epochs in a row without a better validation loss (None: run every epoch).
-    With SGD every such epoch also divides the learning rate by ``lr_decay``, so patience 3 stops once the rate
-    has fallen 64-fold (at lr_decay 4) without any gain: converged."""
-    report_at: tuple[int, ...] = dataclasses.field(default=(), metadata={"derived": True})
-    """Training-batch counts (cumulative over epochs) after which validation perplexity is also measured and
-    reported mid-training (:class:`RungReport`): the rungs of an early-stopping scheduler, which the search sets
-    from its ``[scheduler]`` (not a setting of its own)."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.report_at, tuple) or any(
-                not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in self.report_at):
-            raise ValueError(f"budget.report_at: {self.report_at!r} is not allowed; use whole numbers >= 1")
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"budget.epochs: {self.epochs!r} is not allowed; use a whole number >= 1")
-        for name in ("max_batches", "max_eval_tokens", "patience"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"budget.{name}: {v!r} is not allowed; use a whole number >= 1 or leave it unset")
 
 
 @dataclass(frozen=True)
@@ -217,17 +125,6 @@ class TrainResult:
     """How the cell's steps ran: "triton", "torch" (the fused path's torch operations) or "" (not a cell)."""
 
 
-@dataclass(frozen=True)
-class ChildSettings:
-    """What every child of a search shares: fixed model sizes, optimisation and budget."""
-
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
-    budget: Budget = Budget()
-    device: str | None = None
-    """None: CUDA when the worker has it, else CPU."""
-
-
 def outcome_of(result: TrainResult) -> ChildOutcome:
     """The child outcome record of a finished training."""
     return ChildOutcome(result.status, result.val_ppl, result.params, result.train_seconds, result.epochs,
@@ -250,22 +147,6 @@ def batches_per_epoch(budget: Budget, rows: int, bptt: int) -> int:
     ``budget.max_batches``."""
     windows = len(range(0, max(rows - 1, 0), bptt))
     return windows if budget.max_batches is None else min(budget.max_batches, windows)
-
-
-def split_hparams(hparams: Mapping[str, Any], model: ModelConfig,
-                  train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
-    """Route each hyperparameter to the config that has a field of that name; unknown names are errors."""
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(hparams) - model_fields - train_fields)
-    if unknown:
-        raise ValueError(
-            f"unknown child hyperparameter(s) {', '.join(unknown)}; searchable names: "
-            f"{', '.join(sorted(model_fields | train_fields))}"
-        )
-    m = dataclasses.replace(model, **{k: v for k, v in hparams.items() if k in model_fields})
-    t = dataclasses.replace(train, **{k: v for k, v in hparams.items() if k in train_fields})
-    return m, t
 
 
 def is_out_of_memory(e: BaseException) -> bool:

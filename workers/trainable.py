@@ -20,9 +20,10 @@ import torch
 from ray import tune
 
 from search_spaces.space import ChildSpec
+from workers.child_settings import ChildSettings
 from workers.data import Corpus
 from workers.outcome import METRIC, ChildOutcome
-from workers.train import ChildSettings, EpochReport, RungReport, failure_text, outcome_of, train_child
+from workers.train import EpochReport, RungReport, failure_text, outcome_of, train_child
 
 
 def _assigned() -> dict[str, float]:

@@ -37,10 +37,7 @@ from torch.autograd.function import once_differentiable
 
 from search_spaces.cell import Cell, children
 from workers.cell_code import COMB_CODE, load_function
-
-KERNELS = ("auto", "torch", "triton")
-"""How the fused path runs a cell's element-wise step: "torch" (:mod:`workers.fused_cell`), "triton" (this
-module), or "auto": Triton for CUDA tensors when Triton is installed, torch otherwise."""
+from workers.child_settings import KERNELS
 
 _ACT = {"identity": "{}", "tanh": "_tanh({})", "sigmoid": "tl.sigmoid({})", "relu": "tl.maximum({}, 0.0)"}
 _DACT = {  # gradient through an activation, from the incoming gradient g and the activation's output y
@@ -65,7 +62,7 @@ def available() -> bool:
 
 
 def check_kernels(kernels: str) -> None:
-    """Raise ValueError unless ``kernels`` is one of :data:`KERNELS` and can run here."""
+    """Raise ValueError unless ``kernels`` is one of :data:`workers.child_settings.KERNELS` and can run here."""
     if kernels not in KERNELS:
         raise ValueError(f"cell kernels: {kernels!r} is not one of {', '.join(KERNELS)}")
     if kernels == "triton" and not available():

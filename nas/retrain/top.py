@@ -3,7 +3,7 @@
 A search ranks its children after a short budget each, on a prefix of the validation split; such rankings discard
 bad cells well and order good ones poorly (NAS-Bench-NLP's WikiText-2 logs: Kendall tau 0.59 between validation
 loss after 1 epoch and final test loss). :func:`retrain_top` retrains the search's K best children under the
-retraining settings (:func:`nas.retrain.retrain`, every seed asked for), and picks the winner by the retrained
+retraining settings (:func:`nas.retrain.trainer.retrain`, every seed asked for), and picks the winner by the retrained
 *validation* perplexity (mean over seeds), never by test perplexity, which stays an unbiased report.
 
 The output folder holds one ``rank<K>/`` folder per child (``nas train``'s usual output), and:
@@ -26,19 +26,11 @@ from typing import Any
 
 import pandas as pd
 
-from nas.export import write_export
-from nas.records import atomic_write, json_safe
-from nas.results import load_cells
-from nas.retrain import (
-    RetrainConfig,
-    RetrainOutcome,
-    check_out_dir,
-    format_mean_std,
-    mean_std,
-    retrain,
-    scored,
-    text_table,
-)
+from nas.console import format_mean_std, mean_std, text_table
+from nas.retrain.trainer import RetrainConfig, RetrainOutcome, check_out_dir, retrain, scored
+from nas.runs.export import write_export
+from nas.runs.records import atomic_write, json_safe
+from nas.runs.results import load_cells
 from search_spaces import ChildSpec
 
 TOP_CSV = "top.csv"

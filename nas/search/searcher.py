@@ -1,12 +1,12 @@
 """Ray Tune searchers, as thin adapters: the REINFORCE controller, the random-search baseline and regularized
-evolution (:mod:`nas.evolution`).
+evolution (:mod:`nas.search.evolution`).
 
 ``suggest(trial_id)`` proposes a child and remembers (trial id -> index, actions); ``on_trial_complete`` turns
 the child's last result into a reward and updates the searcher at once (the controller: or every
 ``update_every`` children): asynchronous, no batch barrier. Every finished child and every controller update is
 appended as a record to ``children.jsonl`` / ``controller.jsonl`` in the run folder; tables are built from those.
 
-Rewards (see ``nas.reinforce.reward_of``): completed children get c/ppl^2 (or c/ppl); diverged, failed and NaN
+Rewards (see ``nas.search.reinforce.reward_of``): completed children get c/ppl^2 (or c/ppl); diverged, failed and NaN
 children get 0. A child an early-stopping scheduler stopped at one of ``rungs`` earns the reward of its perplexity
 at that rung and teaches the searcher at that fidelity: its advantage is measured against the baseline of every
 child's measurement at that rung (each child reports the perplexity at every rung it passed, so the children that
@@ -39,10 +39,11 @@ from typing import Any
 import torch
 from ray.tune.search import Searcher
 
-from nas.controller import Controller, ControllerConfig
-from nas.evolution import EvolutionConfig, Population
-from nas.records import ChildRecord, append_child, append_record, read_children
-from nas.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
+from nas.runs.records import ChildRecord, append_child, append_record, read_children
+from nas.search.controller import Controller
+from nas.search.controller_config import ControllerConfig
+from nas.search.evolution import EvolutionConfig, Population
+from nas.search.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
 from search_spaces.space import ChildSpec, SearchSpace
 from workers.outcome import METRIC, ChildOutcome
 
@@ -84,7 +85,7 @@ class NasSearcher(Searcher):
 
     def _learn(self, trial_id: str, actions: list[int], reward: float, key: str) -> None:
         """Called for every child with a measured outcome (completed, diverged, failed, stopped at a rung), with
-        its fidelity's baseline key (:func:`nas.reinforce.baseline_key`)."""
+        its fidelity's baseline key (:func:`nas.search.reinforce.baseline_key`)."""
 
     def _observe(self, reward: float, key: str) -> None:
         """A measurement at a rung the child passed on its way (no update of its own: it moves that rung's
@@ -332,8 +333,9 @@ class RandomSearcher(NasSearcher):
 
 
 class EvolutionSearcher(NasSearcher):
-    """Regularized evolution (Real et al. 2019; :class:`nas.evolution.Population`): a random start, then each child
-    a one-decision mutation of a tournament winner, the oldest member aging out. A child's fitness is its reward."""
+    """Regularized evolution (Real et al. 2019; :class:`nas.search.evolution.Population`): a random start, then each
+    child a one-decision mutation of a tournament winner, the oldest member aging out. A child's fitness is its
+    reward."""
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
                  seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),

@@ -43,21 +43,13 @@ from typing import Any
 import torch
 
 from nas.config import DataConfig, SearchConfig
-from nas.records import atomic_write, json_safe
+from nas.console import bits_per_token, duration, format_mean_std, mean_std, text_table
+from nas.runs.records import atomic_write, json_safe
 from search_spaces import ChildSpec
+from workers.child_settings import Budget, ModelConfig, TrainConfig, split_hparams
 from workers.data import Corpus, load_corpus
-from workers.model import ChildLM, ModelConfig, build_child
-from workers.train import (
-    BatchProgress,
-    Budget,
-    EpochReport,
-    TrainConfig,
-    TrainResult,
-    failure_text,
-    pick_device,
-    split_hparams,
-    train_child,
-)
+from workers.model import ChildLM, build_child
+from workers.train import BatchProgress, EpochReport, TrainResult, failure_text, pick_device, train_child
 
 TRAIN_FILE = "train.json"
 SPEC_FILE = "spec.json"
@@ -163,19 +155,13 @@ def check_out_dir(out_dir: Path) -> None:
                          "(or delete it) so no earlier result is overwritten")
 
 
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 def epoch_line(seed: int, epochs: int, r: EpochReport, started: float, level: str = "word") -> str:
     """One console line per epoch."""
     width = len(str(epochs))
     bpc = f" = {bits_per_token(r.val_ppl):.3f} bits/char" if level == "char" else ""
     return (f"seed {seed} · epoch {r.epoch:>{width}}/{epochs} · train loss {r.train_loss:.3f} · val ppl "
             f"{r.val_ppl:.2f}{bpc} (best {r.best_val_ppl:.2f}) · lr {r.lr:g} · {r.tokens_per_second:,.0f} tokens/s · "
-            f"{_duration(time.perf_counter() - started)}")
+            f"{duration(time.perf_counter() - started)}")
 
 
 class ProgressLine:
@@ -193,7 +179,7 @@ class ProgressLine:
         done = p.batches / max(p.total, 1)
         bar = "#" * int(done * 20)
         return (f"seed {self.seed} · epoch {p.epoch:>{width}}/{self.epochs} [{bar:<20}] {done:4.0%} · train loss "
-                f"{p.train_loss:.3f} · {_duration(time.perf_counter() - self.started)}")
+                f"{p.train_loss:.3f} · {duration(time.perf_counter() - self.started)}")
 
     def update(self, p: BatchProgress) -> None:
         now = time.perf_counter()
@@ -252,31 +238,8 @@ def scored(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r["status"] == "completed" and math.isfinite(r["test_ppl"])]
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean (NaN for none) and sample standard deviation (NaN for fewer than two)."""
-    return (statistics.fmean(values) if values else math.nan,
-            statistics.stdev(values) if len(values) > 1 else math.nan)
-
-
-def format_mean_std(mean: float, std: float) -> str:
-    """``12.34 ± 0.56``, ``12.34`` without a std, ``-`` without a mean."""
-    return "-" if not math.isfinite(mean) else f"{mean:.2f}" + (f" ± {std:.2f}" if math.isfinite(std) else "")
-
-
-def text_table(rows: list[tuple[str, ...]], left: int = 0) -> list[str]:
-    """Fixed-width lines of ``rows`` (the header first): the first ``left`` columns left-aligned, the rest right."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-            for row in rows]
-
-
 def _summary(runs: list[dict[str, Any]]) -> tuple[float, float]:
     return mean_std([r["test_ppl"] for r in scored(runs)])
-
-
-def bits_per_token(ppl: float) -> float:
-    """Bits per token (per character at character level): log2 of the perplexity."""
-    return math.log2(ppl) if ppl > 0 else math.nan
 
 
 def seeds_summary_line(mean: float, std: float, runs: list[dict[str, Any]], level: str = "word") -> str:
@@ -401,7 +364,7 @@ def comparison_lines(labels: list[str], outcomes: list[RetrainOutcome]) -> list[
         table.append((r["source"], f"{r['params']:,}" if r["params"] else "-",
                       format_mean_std(r["val_ppl"], r["val_ppl_std"]),
                       format_mean_std(r["test_ppl"], r["test_ppl_std"])) + bpc)
-    return text_table(table, left=1)
+    return text_table(table, left={0})
 
 
 COMPARISON_FILE = "compare.csv"
@@ -428,4 +391,4 @@ def _seed_line(r: dict[str, Any], patience: int | None) -> str:
     epochs = f"{r['epochs']} epoch" + ("" if r["epochs"] == 1 else "s")
     return (f"seed {r['seed']}: test ppl {r['test_ppl']:.2f}, best val ppl {r['val_ppl']:.2f} (epoch "
             f"{r['best_epoch']}), {epochs}{stop}, {r['params']:,} parameters, "
-            f"{_duration(r['train_seconds'])} training")
+            f"{duration(r['train_seconds'])} training")

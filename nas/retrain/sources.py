@@ -2,8 +2,9 @@
 
 A source is a known cell (``nascell``, ``lstm``, ``tanh_rnn``), a spec JSON file, a results folder's child at a
 rank, or :data:`TORCH_LSTM`: ``torch.nn.LSTM`` (cuDNN on GPUs) trained by the same loop, data and settings as any
-cell (:attr:`workers.model.ModelConfig.rnn`). Cells and LSTMs of equal hidden size differ in size (a base-8 cell
-has twice an LSTM's recurrent weights), so :func:`match_params` sizes the LSTM to another model's parameter count.
+cell (:attr:`workers.child_settings.ModelConfig.rnn`). Cells and LSTMs of equal hidden size differ in size (a base-8
+cell has twice an LSTM's recurrent weights), so :func:`match_params` sizes the LSTM to another model's parameter
+count.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nas.results import spec_at_rank
+from nas.runs.results import spec_at_rank
 from search_spaces import KNOWN_CELLS, ChildSpec, HParams, known_cell
 
 if TYPE_CHECKING:  # torch: imported where a model is counted or trained, so that `nas show` starts without it
-    from nas.retrain import RetrainConfig
+    from nas.retrain.trainer import RetrainConfig
 
 TORCH_LSTM = "torch-lstm"
 """The source name of the reference LSTM: ``torch.nn.LSTM`` (cuDNN on GPUs) trained by the same loop, data and
-settings as any cell (:attr:`workers.model.ModelConfig.rnn`)."""
+settings as any cell (:attr:`workers.child_settings.ModelConfig.rnn`)."""
 Job = tuple[str, ChildSpec, "RetrainConfig"]
 """(label, spec, settings) of one thing to train."""
 
@@ -110,6 +111,6 @@ def match_params(jobs: list[Job], reference: str, folder: Path | None, rank: int
 
 def slug(label: str) -> str:
     """A folder name for a source's label (``results/x (rank 1)`` -> ``results-x--rank-1``)."""
-    from nas.retrain import folder_safe
+    from nas.retrain.trainer import folder_safe
 
     return folder_safe(label).strip("-") or "cell"

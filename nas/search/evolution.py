@@ -1,5 +1,6 @@
 """Regularized evolution (Real et al. 2019, "Regularized Evolution for Image Classifier Architecture Search"),
-asynchronous, over the same decisions as the controller (``nas.searcher.EvolutionSearcher`` adapts it to Ray Tune).
+asynchronous, over the same decisions as the controller (``nas.search.searcher.EvolutionSearcher`` adapts it to Ray
+Tune).
 
 - The first ``population`` children are drawn uniformly at random.
 - Then every new child (whenever a slot frees up: no generations, no barrier) is a mutation of a tournament
@@ -8,8 +9,8 @@ asynchronous, over the same decisions as the controller (``nas.searcher.Evolutio
   (cell or layer choice), which takes another of its values uniformly.
 - Aging: each finished child joins the population and the *oldest* member leaves once there are more than
   ``population``, whatever its fitness; this regularisation is what separates it from plain tournament selection.
-- Fitness is the child's reward (:func:`nas.reinforce.reward_of`: c/ppl^2 of validation perplexity, 0 for a broken
-  child); a child an early-stopping scheduler stopped at a rung competes with its perplexity at that rung, which
+- Fitness is the child's reward (:func:`nas.search.reinforce.reward_of`: c/ppl^2 of validation perplexity, 0 for a
+  broken child); a child an early-stopping scheduler stopped at a rung competes with its perplexity at that rung, which
   is higher than it would have reached, so such children rank low, as the scheduler judged.
 
 The population and the tournament RNG are saved and restored with the searcher's state; a restored search
@@ -61,7 +62,7 @@ class EvolutionConfig:
 
 
 class Population:
-    """The population of regularized evolution and its proposals (no Ray: the searcher in :mod:`nas.searcher`
+    """The population of regularized evolution and its proposals (no Ray: the searcher in :mod:`nas.search.searcher`
     adapts it to Ray Tune)."""
 
     def __init__(self, sizes: Sequence[int], config: EvolutionConfig, rng: random.Random) -> None:

@@ -1,5 +1,5 @@
 """Results of a search as tables: the cells and controller tables, the leaderboard and the progress plot, all
-built by pure functions from the run's records (:mod:`nas.records`).
+built by pure functions from the run's records (:mod:`nas.runs.records`).
 
 Tables (``cells.csv``, ``cells.parquet``, ``controller.csv``) and ``progress.png`` are rewritten atomically; they
 can always be rebuilt from ``children.jsonl`` and ``controller.jsonl`` with :func:`write_tables`.
@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.records import (
+from nas.console import bits_per_token, column_table
+from nas.runs.records import (
     CHILDREN_FILE,
     CONTROLLER_FILE,
     ChildRecord,
@@ -307,7 +308,7 @@ def leaderboard(df: pd.DataFrame, top: int = 5, sort: str = "val_ppl", width: in
     table: dict[str, list[str]] = {
         "rank": [_fmt(v, "d") for v in rows["rank"]], "index": [_fmt(v, "d") for v in rows["index"]],
         "status": [_fmt(v, "s") for v in rows["status"]], "val_ppl": [_fmt(v, ".2f") for v in rows["val_ppl"]],
-        **({"bits/char": [_fmt(np.log2(v) if pd.notna(v) and v > 0 else math.nan, ".3f") for v in rows["val_ppl"]]}
+        **({"bits/char": [_fmt(bits_per_token(v) if pd.notna(v) else math.nan, ".3f") for v in rows["val_ppl"]]}
            if level == "char" else {}),
         "reward": [_fmt(v, ".4g") for v in rows["reward"]], "params": [_fmt(v, ",d") for v in rows["params"]],
         "train_seconds": [_fmt(v, ".1f") for v in rows["train_seconds"]],
@@ -317,19 +318,10 @@ def leaderboard(df: pd.DataFrame, top: int = 5, sort: str = "val_ppl", width: in
     if df["reused_from"].notna().any():  # which earlier child's outcome a child reused (no training)
         table["reuses"] = [_fmt(v, "d") for v in rows["reused_from"]]
     table.update({hp: ["-" if pd.isna(v) else str(v) for v in rows[hp]] for hp in hps})
-    left = {"status"}
-    widths = {k: max(len(k), *(len(v) for v in vals)) if vals else len(k) for k, vals in table.items()}
-    room = max(20, min(60, width - sum(widths.values()) - 2 * len(widths)))
+    used = sum(max(map(len, [k, *vals])) for k, vals in table.items())  # the widths before the formula's
+    room = max(20, min(60, width - used - 2 * len(table)))
     table["formula"] = [f if len(f) <= room else f[: room - 1] + "…" for f in rows["formula"].fillna("")]
-    widths["formula"] = max(len("formula"), *(len(f) for f in table["formula"])) if len(rows) else len("formula")
-    left.add("formula")
-
-    def line(cells: Mapping[str, str]) -> str:
-        return "  ".join(v.ljust(widths[k]) if k in left else v.rjust(widths[k]) for k, v in cells.items()).rstrip()
-
-    lines = [summary_line(df), line({k: k for k in table})]
-    lines += [line({k: vals[i] for k, vals in table.items()}) for i in range(len(rows))]
-    return "\n".join(lines)
+    return "\n".join([summary_line(df), *column_table(table, left={"status", "formula"})])
 
 
 # ---- the progress plot ---------------------------------------------------------------------------------------------

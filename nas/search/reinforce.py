@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from nas.controller import Controller, ControllerConfig
+from nas.search.controller import Controller
+from nas.search.controller_config import ControllerConfig
 from workers.outcome import STATUSES
 
 

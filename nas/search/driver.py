@@ -25,10 +25,10 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
-from nas.export import write_export  # noqa: E402
-from nas.records import ChildRecord, atomic_write, latest_per_trial, read_children  # noqa: E402
-from nas.results import Run, leaderboard  # noqa: E402
-from nas.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
+from nas.runs.export import write_export  # noqa: E402
+from nas.runs.records import ChildRecord, atomic_write, latest_per_trial, read_children  # noqa: E402
+from nas.runs.results import Run, leaderboard  # noqa: E402
+from nas.search.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from search_spaces import ChildSpec  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
 from workers.download import DATASETS, verify  # noqa: E402

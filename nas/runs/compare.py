@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.records import (
+from nas.console import column_table, format_seconds
+from nas.runs.records import (
     CHILDREN_FILE,
     CONFIG_FILE,
     ChildRecord,
@@ -135,21 +136,6 @@ def parse_counts(text: str) -> tuple[int, ...]:
     return tuple(counts)
 
 
-def format_seconds(seconds: float) -> str:
-    """``0.28 s``, ``12.3 s``, ``3m13s``, ``2h05m``; ``never`` for inf and ``-`` for NaN."""
-    if math.isnan(seconds):
-        return "-"
-    if math.isinf(seconds):
-        return "never"
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
 def _ppl(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.2f}"
 
@@ -181,15 +167,9 @@ def comparison_table(runs: Sequence[tuple[str, pd.DataFrame]], at: Sequence[int]
         table["compute"].append(format_seconds(total))
         table[reach].append(format_seconds(needed))
         table["of ref compute"].append(f"{needed / ref_total:.2f}" if math.isfinite(needed) and ref_total > 0 else "-")
-    widths = {k: max(len(k), *(len(v) for v in vals)) for k, vals in table.items()}
-
-    def line(cells: Mapping[str, str]) -> str:
-        return "  ".join(v.ljust(widths[k]) if k == "run" else v.rjust(widths[k]) for k, v in cells.items())
-
     lines = [f"reference: {ref_label}, final best val_ppl {target:.2f}; best@N: the best val_ppl of a completed child "
              "among the first N; compute: seconds of child training",
-             line({k: k for k in table})]
-    lines += [line({k: vals[i] for k, vals in table.items()}) for i in range(len(runs))]
+             *column_table(table, left={"run"})]
     return "\n".join(lines)
 
 
