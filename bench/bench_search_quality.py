@@ -80,6 +80,9 @@ OLD_CONTROLLER = {"lr": 6e-4, "share_heads": True, "normalize_advantage": False,
                   "temperature": 5.0, "tanh_constant": 2.5}
 """The controller defaults before issue 10 (Zoph & Le's learning rate, shared heads, raw advantages)."""
 
+SH540 = {"budget": {"max_batches": 540}, "scheduler": {"kind": "asha", "grace_period": 60, "reduction_factor": 3}}
+"""Successive halving with a long top rung (rungs at 60 and 180 batches, the top at 540)."""
+
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},  # the default `nas search`: its algorithm, controller and scheduler as shipped
     "random": {"algo": "random"},
@@ -87,6 +90,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "old-default": {"controller": OLD_CONTROLLER, "scheduler": {"kind": "none"}},
     "default-toggled": {"toggle_scheduler": True},  # the default with early stopping switched the other way
     "default-learn-reused": {"controller": {"learn_from_reused": True}},  # reused outcomes teach again (before 12-02)
+    # successive halving with a long top rung: every child 60 batches, the best third 180, the best ninth 540
+    # (bench_proxy, 2026-12-03: 60 batches screen well but order good cells badly; 600 order them well)
+    "default-sh540": {**SH540},
+    "random-sh540": {"algo": "random", **SH540},
 }
 """Settings by name: overrides of the default search (``toggle_scheduler`` flips the default's scheduler)."""
 
@@ -218,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--define", action="append", default=[], metavar="NAME=JSON",
                    help='another setting: overrides of the default search, e.g. '
                         'lr2=\'{"controller": {"lr": 0.002}}\' (then name it in --settings)')
+    p.add_argument("--reference", default="random", help="the setting every other is paired against (random search "
+                                                         "with the same children and scheduler, e.g. random-sh540)")
     p.add_argument("--at", default="25,50,100,150", help="numbers of children for the table")
     p.add_argument("--concurrency", type=int, default=2, help="children training at once (one CPU each)")
     p.add_argument("--dataset", default="shakespeare", help="the bundled corpus, or a directory of split files")
@@ -237,9 +246,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p.error(str(e))
     settings = args.settings.split(",")
     unknown = [s for s in settings if s not in SETTINGS]
-    if unknown or "random" not in settings:
-        p.error(f"--settings: {', '.join(unknown) or 'random is missing'}; choose from {', '.join(SETTINGS)} "
-                "(random is the reference and must be one of them)")
+    if unknown or args.reference not in settings:
+        p.error(f"--settings: {', '.join(unknown) or args.reference + ' is missing'}; choose from "
+                f"{', '.join(SETTINGS)} (the --reference, {args.reference}, must be one of them)")
     at = [int(a) for a in args.at.split(",")]
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -271,12 +280,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   + (f", entropy {entropy[setting][-1][0]:.1f} -> {entropy[setting][-1][1]:.1f}" if steps else ""),
                   flush=True)
     ray.shutdown()
-    return report(curves, entropy, settings, kind, seeds, at, out, time.time() - started)
+    return report(curves, entropy, settings, kind, seeds, at, out, time.time() - started, args.reference)
 
 
 def report(curves: dict[str, dict[int, pd.DataFrame]], entropy: dict[str, list[tuple[float, float]]],
-           settings: list[str], kind: str, seeds: list[int], at: list[int], out: Path, seconds: float
-           ) -> dict[str, Any]:
+           settings: list[str], kind: str, seeds: list[int], at: list[int], out: Path, seconds: float,
+           reference: str = "random") -> dict[str, Any]:
     """Print and write the tables and the summary line; returns each setting's verdicts."""
     rows = [{"setting": s, "seed": seed, **r} for s in settings for seed, c in curves[s].items()
             for r in c.to_dict("records")]
@@ -300,12 +309,12 @@ def report(curves: dict[str, dict[int, pd.DataFrame]], entropy: dict[str, list[t
         summary.append(dict(zip(head, cells)))
     pd.DataFrame(summary).to_csv(out / "summary.csv", index=False)
 
-    pairs = {s: paired_rows(s, curves[s], curves["random"], at) for s in settings if s != "random"}
+    pairs = {s: paired_rows(s, curves[s], curves[reference], at) for s in settings if s != reference}
     pd.DataFrame([r for rs in pairs.values() for r in rs]).to_csv(out / "paired.csv", index=False)
     results = {s: verdicts(rs) for s, rs in pairs.items() if rs}
-    print("\npaired against random search, same seeds: gain = random's final best - the setting's best (positive = "
-          "better), mean [95% t interval] p; time to target = work to reach random's final best / the work random "
-          "needed (median; misses = never reached)")
+    print(f"\npaired against {reference}, same seeds: gain = {reference}'s final best - the setting's best "
+          f"(positive = better), mean [95% t interval] p; time to target = work to reach {reference}'s final best / "
+          f"the work {reference} needed (median; misses = never reached)")
     head = ["setting", "gain, equal work", "gain, equal children", "gain, equal seconds",
             *[f"gain @{n}" for n in at[:2]], "time to target (work)", "time to target (seconds)"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))

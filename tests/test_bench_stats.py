@@ -109,3 +109,14 @@ def test_the_report_writes_its_tables_and_ends_with_the_summary_line(tmp_path, c
     assert " ci95=[" in last and " p=" in last and "default_time_to_target=" in last and "default_misses=0/2" in last
     for name in ("runs.csv", "paired.csv", "summary.csv", "quality.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_the_reference_setting_must_be_run_and_successive_halving_pairs_with_its_own_random(capsys):
+    with pytest.raises(SystemExit):
+        bsq.main(["--settings", "default-sh540", "--reference", "random-sh540"])  # before any search starts
+    assert "random-sh540 is missing" in capsys.readouterr().err
+    a, b = (bsq.config_for(s, 0, 150, Path("/tmp/unused"), {"dataset": "shakespeare"}, 2)
+            for s in ("default-sh540", "random-sh540"))
+    assert (a.algo, b.algo) == ("reinforce", "random")
+    assert a.budget == b.budget and a.scheduler == b.scheduler  # the same children and rungs, only the algorithm
+    assert a.budget.max_batches == 540 and a.scheduler.rungs(540) == (60, 180)
