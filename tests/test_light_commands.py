@@ -39,3 +39,10 @@ def test_reading_search_settings_imports_neither_torch_nor_ray():
             "assert not heavy, f'nas.config imported {heavy}'")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
+
+
+def test_show_of_a_named_cell_needs_no_pandas():
+    code = ("import sys; from nas.cli import main; assert main(['show', 'nascell']) == 0; "
+            "assert 'pandas' not in sys.modules, 'nas show nascell imported pandas'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nas.runs.results import spec_at_rank
 from search_spaces import KNOWN_CELLS, ChildSpec, HParams, known_cell
 
 if TYPE_CHECKING:  # torch: imported where a model is counted or trained, so that `nas show` starts without it
@@ -79,6 +78,8 @@ def train_source(source: str, folder: Path | None, rank: int, cfg: RetrainConfig
     """(label, spec, settings) of one ``nas train`` source: the results folder's child at ``rank``, the reference
     LSTM, a known cell or a spec file."""
     if folder is not None and source == str(folder):
+        from nas.runs.results import spec_at_rank  # pandas: only where a results folder is read
+
         return f"{source} (rank {rank})", spec_at_rank(folder, rank), cfg
     if source == TORCH_LSTM:  # nn.LSTM; its spec is the same function as a tree (Zoph & Le's encoding), for the record
         return TORCH_LSTM, ChildSpec(known_cell("lstm")), with_rnn(cfg, "torch-lstm")
