@@ -194,20 +194,23 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
-    from nas.retrain.sources import match_params, slug, train_source
-    from nas.retrain.trainer import (
-        check_out_dir,
-        comparison_lines,
-        default_out_dir,
-        fresh_dir,
-        retrain,
-        retrain_config,
-        seeds_summary_line,
-        write_comparison,
-    )
+    from nas.retrain.sources import match_params, train_source
+    from nas.retrain.trainer import retrain_config
 
-    data = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level}
+    folder = _train_folder(args)
+    search = _train_search_settings(args, folder)
+    cfg = retrain_config(search, args.epochs, args.patience, args.seeds, args.seed, args.device)
+    if args.top is not None:
+        return _train_top(args, folder, cfg)
+    jobs = [train_source(source, folder, args.rank, cfg) for source in args.source]
+    if args.match_params:
+        jobs = match_params(jobs, args.match_params, folder, args.rank, cfg)
+    return _train_jobs(args, jobs, folder, search.results_dir)
+
+
+def _train_folder(args: argparse.Namespace) -> Path | None:
+    """The one results folder among ``nas train``'s sources (None when there is none), after the checks on how
+    the sources and flags go together."""
     if len(set(args.source)) < len(args.source):
         raise UserError(f"sources {' '.join(args.source)}: one is given twice; name each source once")
     folders = [s for s in args.source if Path(s).is_dir()]
@@ -218,32 +221,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.top is not None and (folder is None or len(args.source) > 1 or args.rank != 1 or args.match_params):
         raise UserError("--top K retrains the K best children of one results folder: give just that folder "
                         "(without --rank or --match-params)")
-    if folder is not None:
-        if args.config:
-            raise UserError("--config applies to a cell name or spec file; a results folder brings the settings "
-                            "its search ran with (override the data with --dataset/--data-dir/--level)")
-        if not (folder / CONFIG_FILE).is_file():
-            raise UserError(f"{folder} has no {CONFIG_FILE}, so its search settings are unknown; give the folder "
-                            "printed at the end of a search, or export the cell and train the spec JSON with --config")
-        run = folder.resolve()
-        search = config_from_dict(merge_overrides(load_run_config(run.parent, run.name).to_dict(), data))
-    else:
-        if args.rank != 1:
-            raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
-        search = load_config(args.config, data) if args.config else config_from_dict(merge_overrides({}, data))
-    cfg = retrain_config(search, args.epochs, args.patience, args.seeds, args.seed, args.device)
-    if args.top is not None:
-        return _train_top(args, folder, cfg)
-    jobs = [train_source(source, folder, args.rank, cfg) for source in args.source]
-    if args.match_params:
-        jobs = match_params(jobs, args.match_params, folder, args.rank, cfg)
+    if folder is None and args.rank != 1:
+        raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
+    return folder
+
+
+def _train_search_settings(args: argparse.Namespace, folder: Path | None) -> Any:
+    """The search settings a retraining starts from: the results folder's own, else --config's, else the defaults;
+    the data flags override them."""
+    from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
+
+    data = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level}
+    if folder is None:
+        return load_config(args.config, data) if args.config else config_from_dict(merge_overrides({}, data))
+    if args.config:
+        raise UserError("--config applies to a cell name or spec file; a results folder brings the settings "
+                        "its search ran with (override the data with --dataset/--data-dir/--level)")
+    if not (folder / CONFIG_FILE).is_file():
+        raise UserError(f"{folder} has no {CONFIG_FILE}, so its search settings are unknown; give the folder "
+                        "printed at the end of a search, or export the cell and train the spec JSON with --config")
+    run = folder.resolve()
+    return config_from_dict(merge_overrides(load_run_config(run.parent, run.name).to_dict(), data))
+
+
+def _train_jobs(args: argparse.Namespace, jobs: list, folder: Path | None, results_dir: str) -> int:
+    """Train each (label, spec, settings) into its folder and print its summary; several: one comparison table."""
+    from nas.retrain.sources import slug
+    from nas.retrain.trainer import (
+        check_out_dir,
+        comparison_lines,
+        default_out_dir,
+        fresh_dir,
+        retrain,
+        seeds_summary_line,
+        write_comparison,
+    )
+
     if len(jobs) == 1:
-        label, spec, job_cfg = jobs[0]
         out = Path(args.out) if args.out else (fresh_dir(folder / f"train-rank{args.rank}") if folder
-                                               else default_out_dir(search.results_dir, label))
+                                               else default_out_dir(results_dir, jobs[0][0]))
         dirs = [out]
     else:
-        out = Path(args.out) if args.out else default_out_dir(search.results_dir, "compare")
+        out = Path(args.out) if args.out else default_out_dir(results_dir, "compare")
         dirs = [out / slug(label) for label, _, _ in jobs]
         check_out_dir(out)  # before the first source trains
     outcomes = []
