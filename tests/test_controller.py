@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 
+from nas.config import config_from_dict
 from nas.search.controller import Controller, Sample
 from nas.search.controller_config import ControllerConfig
 from nas.search.reinforce import FINAL, Baselines, EMABaseline, baseline_key, make_optimizer, reinforce_step, reward_of
@@ -301,12 +302,14 @@ def test_config_rejects_bad_values(field, value):
         ControllerConfig(**{field: value})
 
 
-def test_config_from_dict():
-    cfg = ControllerConfig.from_dict({"lstm_units": 100, "lstm_layers": 1, "reward": "c/ppl", "temperature": None})
+def test_config_from_a_controller_table():
+    table = {"lstm_units": 100, "lstm_layers": 1, "reward": "c/ppl", "temperature": "none"}
+    cfg = config_from_dict({"controller": table}).controller
     assert (cfg.lstm_units, cfg.lstm_layers, cfg.reward, cfg.temperature) == (100, 1, "c/ppl", None)
-    assert ControllerConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match=r"unknown key\(s\) learning_rate; allowed: lstm_layers, .*lr"):
-        ControllerConfig.from_dict({"learning_rate": 1e-3})
+    assert config_from_dict({"controller": cfg.to_dict()}).controller == cfg
+    with pytest.raises(ValueError, match=r"controller.learning_rate: unknown setting; allowed in \[controller\]: "
+                                         r"lstm_layers, .*lr"):
+        config_from_dict({"controller": {"learning_rate": 1e-3}})
 
 
 def test_defaults_follow_the_papers_or_the_measurements():

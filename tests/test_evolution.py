@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from nas.config import config_from_dict
 from nas.runs.records import read_records
 from nas.search.evolution import EvolutionConfig
 from nas.search.searcher import EvolutionSearcher
@@ -81,8 +82,8 @@ def test_save_fresh_restore_continues_identically(tmp_path):
 def test_bad_settings_are_one_clear_error():
     with pytest.raises(ValueError, match="evolution.sample_size: 5 is more than the population"):
         EvolutionConfig(population=4, sample_size=5)
-    with pytest.raises(ValueError, match="evolution: unknown key"):
-        EvolutionConfig.from_dict({"tournament": 3})
+    with pytest.raises(ValueError, match=r"evolution.tournament: unknown setting; allowed in \[evolution\]"):
+        config_from_dict({"evolution": {"tournament": 3}})
 
 
 def test_a_real_evolution_search_is_resumed_and_extended_with_its_population(tmp_path):

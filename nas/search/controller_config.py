@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,18 +111,6 @@ class ControllerConfig:
         if not isinstance(self.share_heads, bool):
             raise ValueError(f"controller.share_heads: {self.share_heads!r} is not allowed; use true or false")
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ControllerConfig:
-        """Build from a mapping (e.g. a TOML table); unknown keys are errors that list the allowed ones."""
-        if not isinstance(d, Mapping):
-            raise ValueError(f"controller: expected a table of settings, got {type(d).__name__}")
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"controller: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}")
-        return cls(**d)
-
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_dict` inverts it."""
+        """A JSON-ready dict (what ``config.json`` holds; :func:`nas.config.config_from_dict` reads it back)."""
         return dataclasses.asdict(self)

@@ -47,16 +47,6 @@ class EvolutionConfig:
             raise ValueError(f"evolution.sample_size: {self.sample_size} is more than the population "
                              f"({self.population}); use at most {self.population}")
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> EvolutionConfig:
-        if not isinstance(d, Mapping):
-            raise ValueError(f"evolution: expected a table of settings, got {type(d).__name__}")
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ValueError(f"evolution: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}")
-        return cls(**d)
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
