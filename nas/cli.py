@@ -280,6 +280,27 @@ def _train_jobs(args: argparse.Namespace, jobs: list, folder: Path | None, resul
     return 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    from nas.retrain.sample import SampleSettings, sample_text
+    from nas.retrain.trainer import check_device
+
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples {args.num_samples}: use a whole number >= 1")
+    if args.device:
+        check_device(args.device)
+    settings = SampleSettings(args.length, 0.0 if args.greedy else args.temperature, args.top_k, args.seed)
+    path, level, texts = sample_text(args.model, args.prime, settings, args.num_samples, args.device)
+    text = "\n\n---\n\n".join(texts)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    unit = "characters" if level == "char" else "words"
+    print(f"\n({len(texts)} sample(s) of {settings.length} {unit} from {path}, temperature {settings.temperature:g}"
+          f"{f', top-k {settings.top_k}' if settings.top_k else ''}, seed {settings.seed}"
+          f"{f'; written to {args.out}' if args.out else ''})", file=sys.stderr)
+    return 0
+
+
 def _train_top(args: argparse.Namespace, folder: Path, cfg: Any) -> int:
     from nas.retrain.top import retrain_top, top_children, top_lines
     from nas.retrain.trainer import fresh_dir
@@ -328,7 +349,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nas", description="Neural architecture search for recurrent cells.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_show, _add_search, _add_results, _add_compare, _add_export, _add_train, _add_data):
+    for add in (_add_show, _add_search, _add_results, _add_compare, _add_export, _add_train, _add_sample, _add_data):
         add(sub)
     return p
 
@@ -427,6 +448,24 @@ def _add_train(sub: Any) -> None:
     train.add_argument("--out", help="folder to write (default: <results folder>/train-rank<K> or train-top<K>, "
                        "else results/train-<cell>-<date>-<time>; with several sources, one sub-folder each)")
     train.set_defaults(func=cmd_train)
+
+
+def _add_sample(sub: Any) -> None:
+    sample = sub.add_parser("sample", help="generate text from a model `nas train` saved")
+    sample.add_argument("model", help="a model-seed<S>.pt checkpoint, or a `nas train` folder (its best seed; a "
+                        "--top folder: its winner)")
+    sample.add_argument("--prime", help="text the state is run over first (default: a newline, or <eos> at word "
+                        "level); printed before the sample")
+    sample.add_argument("--length", type=int, default=500, help="characters or words to generate (default 500)")
+    sample.add_argument("--temperature", type=float, default=0.8, help="divide the logits by this: lower is more "
+                        "conservative (default 0.8; 0 = greedy)")
+    sample.add_argument("--greedy", action="store_true", help="always the most likely token (temperature 0)")
+    sample.add_argument("--top-k", type=int, help="draw only from the K most likely tokens (default: all)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed of the draws (default 0)")
+    sample.add_argument("--num-samples", type=int, default=1, help="independent samples (default 1)")
+    sample.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
+    sample.add_argument("--out", help="also write the samples to this file")
+    sample.set_defaults(func=cmd_sample)
 
 
 def _add_data(sub: Any) -> None:

@@ -16,7 +16,7 @@ The output folder holds:
   the test perplexity's mean and standard deviation over seeds; rewritten atomically after each seed, so an
   interrupted run keeps the seeds it finished;
 - ``model-seed<S>.pt``: per completed seed, a checkpoint (``torch.load(path, weights_only=True)`` reads it) with
-  ``format``, the ``spec``, the resolved ``model`` and ``train`` settings, the ``vocab``, ``seed``,
+  ``format``, the ``spec``, the resolved ``model`` and ``train`` settings, the ``vocab`` and its ``level``, ``seed``,
   ``best_epoch``, ``val_ppl``, ``test_ppl`` and ``state_dict``, the best-validation weights of
   :class:`workers.model.ChildLM`; :func:`load_checkpoint` rebuilds the model. The ``rnn.*`` entries of the state
   dict, without the ``rnn.`` prefix, load into the ``<Name>RNN`` class that ``nas export`` writes.
@@ -212,11 +212,11 @@ def _record(seed: int, history: list[EpochReport], result: TrainResult | None = 
             "history": [dataclasses.asdict(h) for h in history]}
 
 
-def _checkpoint(spec: ChildSpec, model: ModelConfig, train: TrainConfig, vocab: tuple[str, ...],
+def _checkpoint(spec: ChildSpec, model: ModelConfig, train: TrainConfig, vocab: tuple[str, ...], level: str,
                 record: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The ``model-seed<S>.pt`` content; ``model`` and ``train`` are the settings with the spec's hparams applied."""
     return {"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(), "model": dataclasses.asdict(model),
-            "train": dataclasses.asdict(train), "vocab": list(vocab), "seed": record["seed"],
+            "train": dataclasses.asdict(train), "vocab": list(vocab), "level": level, "seed": record["seed"],
             "best_epoch": record["best_epoch"], "val_ppl": record["val_ppl"], "test_ppl": record["test_ppl"],
             "state_dict": state}
 
@@ -305,7 +305,8 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
             result, record = None, _record(seed, history, status="failed", message=failure_text(e, OOM_HINT))
         if result is not None and record["model"]:
             _save_checkpoint(out_dir / record["model"],
-                             _checkpoint(spec, child_model, child_train, corpus.vocab, record, result.best_state))
+                             _checkpoint(spec, child_model, child_train, corpus.vocab, corpus.level, record,
+                                         result.best_state))
         runs.append(record)
         write(runs)
         out(_seed_line(record, patience))
