@@ -43,8 +43,14 @@ def cmd_show(args: argparse.Namespace) -> None:
                             "--random")
         if args.rank != 1:
             raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
-        from nas.retrain.sources import load_spec
+        from nas.retrain.sources import EQUATIONS, load_spec
 
+        if args.cell in EQUATIONS:
+            if args.json or args.plot or args.actions:
+                tree = " (its tree: `nas show lstm`)" if args.cell == "torch-lstm" else ""
+                raise UserError(f"{args.cell} is torch's own layer: --json, --actions and --plot are for trees{tree}")
+            print(EQUATIONS[args.cell])
+            return
         label, spec = load_spec(args.cell)
     if args.json:
         print(json.dumps(spec.to_dict() if spec.hparams else spec.cell.to_dict(), indent=2))
@@ -427,7 +433,8 @@ def _add_export(sub: Any) -> None:
 def _add_train(sub: Any) -> None:
     train = sub.add_parser("train", help="retrain a cell to convergence and report its test perplexity")
     train.add_argument("source", nargs="+", help="what to train: a results folder (its best child, or --rank K), a "
-                       "spec JSON file, a known cell name, or torch-lstm (torch.nn.LSTM, the reference); several "
+                       "spec JSON file, a known cell name, or torch-lstm / torch-gru (torch.nn.LSTM / nn.GRU, the "
+                       "references); several "
                        "train one after another under the same settings and are compared in one table")
     train.add_argument("--rank", type=int, default=1, help="which child of a results folder (default 1, the best)")
     train.add_argument("--top", type=int, metavar="K", help="retrain the K best children of a results folder, "
@@ -435,8 +442,8 @@ def _add_train(sub: Any) -> None:
                        "retrained validation perplexity and export it")
     train.add_argument("--config", metavar="FILE", help="search TOML whose [data], [model] and [train] apply (for a "
                        "spec or name; a results folder uses its own)")
-    train.add_argument("--match-params", metavar="SOURCE", help="size torch-lstm's hidden layer so its parameter "
-                       "count matches SOURCE's model (a cell name, spec file or the results folder)")
+    train.add_argument("--match-params", metavar="SOURCE", help="size torch-lstm's / torch-gru's hidden layer "
+                       "so its parameter count matches SOURCE's model (a cell name, spec file or the results folder)")
     train.add_argument("--epochs", type=int, help="most epochs per seed (default: the config's [retrain], 40)")
     train.add_argument("--patience", type=int, help="stop after this many epochs without a better validation loss "
                        "(default: the config's [retrain], 3; 0: never stop early)")

@@ -176,7 +176,7 @@ def test_train_inputs(ws, capsys):
     fails(capsys, base + ["--epochs", "0"], "budget.epochs: 0")
     fails(capsys, base + ["--patience", "-1"], "patience: -1", "0: never stop early")
     fails(capsys, base + ["--top", "2"], "--top K retrains the K best children of one results folder")
-    fails(capsys, base + ["--match-params", "nascell"], "--match-params sizes the torch-lstm source")
+    fails(capsys, base + ["--match-params", "nascell"], "--match-params sizes the torch-lstm or torch-gru sources")
     fails(capsys, base[:2] + ["torch-lstm"] + base[2:] + ["--match-params", "torch-lstm"], "name the model to match")
     fails(capsys, ["train", "nascell", "nascell"], "given twice")
     fails(capsys, base + ["--device", "gpu"], "'gpu' is not supported", "use cpu")

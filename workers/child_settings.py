@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-RNNS = ("cell", "torch-lstm")
+RNNS = ("cell", "torch-lstm", "torch-gru")
 """What the recurrent layers are: the searched cell, or ``torch.nn.LSTM`` (the reference)."""
 
 KERNELS = ("auto", "torch", "triton")
@@ -45,7 +45,9 @@ class ModelConfig:
     PyTorch's default); a number r: every weight and bias uniform in ±r (Zaremba et al. 2014: 0.1 small, 0.05
     medium, 0.04 large)."""
     rnn: str = "cell"
-    """"cell": the searched cell's layers; "torch-lstm": ``torch.nn.LSTM`` (cuDNN on GPUs), the reference LSTM."""
+    """"cell": the searched cell's layers; "torch-lstm": ``torch.nn.LSTM`` (cuDNN on GPUs), the reference LSTM;
+    "torch-gru": ``torch.nn.GRU`` (cuDNN on GPUs), a second reference (no tree of the space computes it: a GRU needs
+    ``h_{t-1}`` itself and ``1 - z``, while every leaf of a tree mixes projections of x_t and h_{t-1})."""
 
     def __post_init__(self) -> None:
         if self.rnn not in RNNS:

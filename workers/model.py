@@ -47,15 +47,29 @@ class ChildLM(nn.Module):
         return self.decoder(self.drop(out)), state  # (T, B, V)
 
 
+class GRULayers(nn.Module):
+    """``nn.GRU`` behind the ``nn.LSTM`` interface the child model and its training loop use: the state is an
+    ``(h, c)`` pair whose ``c`` is ``h`` (a GRU has no memory cell)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.gru = nn.GRU(input_size, hidden_size, num_layers, dropout=dropout)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        out, h = self.gru(x, None if state is None else state[0])
+        return out, (h, h)
+
+
 def build_child(cell: Cell, vocab_size: int, cfg: ModelConfig, kernels: str = "auto") -> ChildLM:
     """The child model for ``cell`` with the sizes in ``cfg``; ``kernels`` picks how the cell's steps run
-    (:data:`workers.child_settings.KERNELS`). With ``cfg.rnn == "torch-lstm"`` the layers are ``nn.LSTM`` and
-    ``cell`` is not used."""
+    (:data:`workers.child_settings.KERNELS`). With ``cfg.rnn`` "torch-lstm" or "torch-gru" the layers are
+    ``nn.LSTM`` or ``nn.GRU`` and ``cell`` is not used."""
     rnn: nn.Module
+    between = cfg.dropout if cfg.num_layers > 1 else 0.0  # between layers only, as CellRNN (torch warns otherwise)
     if cfg.rnn == "torch-lstm":
-        # dropout between layers only, as CellRNN (nn.LSTM warns about dropout with a single layer)
-        rnn = nn.LSTM(cfg.embedding_dim, cfg.hidden_size, cfg.num_layers,
-                      dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
+        rnn = nn.LSTM(cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, dropout=between)
+    elif cfg.rnn == "torch-gru":
+        rnn = GRULayers(cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, dropout=between)
     else:
         rnn = CellRNN(cell, cfg.embedding_dim, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout, kernels=kernels)
     return ChildLM(vocab_size, rnn, cfg.embedding_dim, cfg.hidden_size, cfg.dropout, cfg.tie_weights, cfg.init_range)

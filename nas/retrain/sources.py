@@ -1,7 +1,8 @@
 """What ``nas train`` and ``nas show`` accept as a cell, and the reference LSTM beside it.
 
 A source is a known cell (``nascell``, ``lstm``, ``tanh_rnn``), a spec JSON file, a results folder's child at a
-rank, or :data:`TORCH_LSTM`: ``torch.nn.LSTM`` (cuDNN on GPUs) trained by the same loop, data and settings as any
+rank, or a reference (:data:`REFERENCES`): ``torch.nn.LSTM`` or ``torch.nn.GRU`` (cuDNN on GPUs) trained by the same
+loop, data and settings as any
 cell (:attr:`workers.child_settings.ModelConfig.rnn`). Cells and LSTMs of equal hidden size differ in size (a base-8
 cell has twice an LSTM's recurrent weights), so :func:`match_params` sizes the LSTM to another model's parameter
 count.
@@ -22,6 +23,25 @@ if TYPE_CHECKING:  # torch: imported where a model is counted or trained, so tha
 TORCH_LSTM = "torch-lstm"
 """The source name of the reference LSTM: ``torch.nn.LSTM`` (cuDNN on GPUs) trained by the same loop, data and
 settings as any cell (:attr:`workers.child_settings.ModelConfig.rnn`)."""
+TORCH_GRU = "torch-gru"
+"""The source name of the reference GRU, ``torch.nn.GRU``, likewise."""
+REFERENCES = (TORCH_LSTM, TORCH_GRU)
+"""Sources that are torch's own layers, not cells; ``--match-params`` sizes them."""
+EQUATIONS = {
+    TORCH_LSTM: ("torch-lstm: torch.nn.LSTM (cuDNN on GPUs), per layer and step (Hochreiter & Schmidhuber 1997, "
+                 "with a forget gate):\n"
+                 "  i = sigmoid(W_i x_t + U_i h_{t-1} + b_i)    f = sigmoid(W_f x_t + U_f h_{t-1} + b_f)\n"
+                 "  g = tanh(W_g x_t + U_g h_{t-1} + b_g)       o = sigmoid(W_o x_t + U_o h_{t-1} + b_o)\n"
+                 "  c_t = f * c_{t-1} + i * g                   h_t = o * tanh(c_t)\n"
+                 "the same function as the tree `nas show lstm` prints (Zoph & Le's encoding of the LSTM)"),
+    TORCH_GRU: ("torch-gru: torch.nn.GRU (cuDNN on GPUs), per layer and step (Cho et al. 2014):\n"
+                "  r = sigmoid(W_r x_t + U_r h_{t-1} + b_r)    z = sigmoid(W_z x_t + U_z h_{t-1} + b_z)\n"
+                "  n = tanh(W_n x_t + b_n + r * (U_n h_{t-1} + b_hn))\n"
+                "  h_t = (1 - z) * n + z * h_{t-1}\n"
+                "no tree of the search space computes it: a tree's leaves mix projections of x_t and h_{t-1}, and a "
+                "GRU needs h_{t-1} itself and 1 - z; it is a reference, trained by the same loop as every cell"),
+}
+"""What ``nas show`` prints for a reference."""
 Job = tuple[str, ChildSpec, "RetrainConfig"]
 """(label, spec, settings) of one thing to train."""
 
@@ -42,7 +62,7 @@ def load_spec(source: str) -> tuple[str, ChildSpec]:
 
 
 def with_rnn(cfg: RetrainConfig, rnn: str, hidden_size: int | None = None) -> RetrainConfig:
-    """``cfg`` training ``rnn`` layers ("cell" or "torch-lstm"), at ``hidden_size`` when given."""
+    """``cfg`` training ``rnn`` layers ("cell", "torch-lstm" or "torch-gru"), at ``hidden_size`` when given."""
     model = dataclasses.replace(cfg.model, rnn=rnn, **({} if hidden_size is None else {"hidden_size": hidden_size}))
     return dataclasses.replace(cfg, model=model)
 
@@ -81,19 +101,21 @@ def train_source(source: str, folder: Path | None, rank: int, cfg: RetrainConfig
         from nas.runs.results import spec_at_rank  # pandas: only where a results folder is read
 
         return f"{source} (rank {rank})", spec_at_rank(folder, rank), cfg
-    if source == TORCH_LSTM:  # nn.LSTM; its spec is the same function as a tree (Zoph & Le's encoding), for the record
-        return TORCH_LSTM, ChildSpec(known_cell("lstm")), with_rnn(cfg, "torch-lstm")
+    if source in REFERENCES:  # the spec's cell is not used; nn.LSTM's is the same function as a tree (Zoph & Le)
+        return source, ChildSpec(known_cell("lstm")), with_rnn(cfg, source)
     label, spec = load_spec(source)
     return label, spec, cfg
 
 
 def match_params(jobs: list[Job], reference: str, folder: Path | None, rank: int, cfg: RetrainConfig,
                  out: Callable[[str], None] = print) -> list[Job]:
-    """``jobs`` with every torch-lstm's hidden size set so that its parameters match ``reference``'s model."""
-    if not any(label == TORCH_LSTM for label, _, _ in jobs):
-        raise ValueError(f"--match-params sizes the {TORCH_LSTM} source; add {TORCH_LSTM} to the sources")
-    if reference == TORCH_LSTM:
-        raise ValueError(f"--match-params {TORCH_LSTM}: name the model to match, e.g. a cell or a spec file")
+    """``jobs`` with every reference's (torch-lstm, torch-gru) hidden size set so that its parameters match
+    ``reference``'s model."""
+    names = " or ".join(REFERENCES)
+    if not any(label in REFERENCES for label, _, _ in jobs):
+        raise ValueError(f"--match-params sizes the {names} sources; add one of them to the sources")
+    if reference in REFERENCES:
+        raise ValueError(f"--match-params {reference}: name the model to match, e.g. a cell or a spec file")
     _, ref_spec, ref_cfg = train_source(reference, folder if reference == str(folder) else None, rank, cfg)
     from workers.data import load_corpus
 
@@ -101,10 +123,10 @@ def match_params(jobs: list[Job], reference: str, folder: Path | None, rank: int
     target = parameter_count(ref_spec, ref_cfg, vocab)
     sized = []
     for label, spec, job_cfg in jobs:
-        if label == TORCH_LSTM:
+        if label in REFERENCES:
             h = matched_hidden_size(target, spec, job_cfg, vocab)
-            job_cfg = with_rnn(job_cfg, "torch-lstm", h)
-            out(f"{TORCH_LSTM}: hidden size {h}, {parameter_count(spec, job_cfg, vocab):,} parameters, matching "
+            job_cfg = with_rnn(job_cfg, label, h)
+            out(f"{label}: hidden size {h}, {parameter_count(spec, job_cfg, vocab):,} parameters, matching "
                   f"{reference} ({target:,} parameters)")
         sized.append((label, spec, job_cfg))
     return sized

@@ -11,7 +11,8 @@ The best-validation weights are then scored on the test split.
 
 The output folder holds:
 
-- ``spec.json``: the cell and its hyperparameters (``nas export`` and ``nas train`` read it back);
+- ``spec.json``: the cell and its hyperparameters (``nas export`` and ``nas train`` read it back; none for
+  ``torch-gru``, which no tree computes);
 - ``train.json``: the settings, every finished seed (status, perplexities, epochs, seconds, epoch history) and
   the test perplexity's mean and standard deviation over seeds; rewritten atomically after each seed, so an
   interrupted run keeps the seeds it finished;
@@ -281,7 +282,8 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
         f"{corpus.train.numel():,} training tokens): up to {cfg.budget.epochs} epoch{plural}, {stop}; seed(s) {seeds}; "
         f"writing {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / SPEC_FILE, lambda p: p.write_text(spec.to_json() + "\n"))
+    if cfg.model.rnn != "torch-gru":  # no tree computes a GRU: no spec that `nas export` could turn into one
+        atomic_write(out_dir / SPEC_FILE, lambda p: p.write_text(spec.to_json() + "\n"))
     device = pick_device(cfg.device)
     header = _header(source, spec, cfg, corpus, device)
     runs: list[dict[str, Any]] = []
