@@ -143,7 +143,17 @@ def cmd_results(args: argparse.Namespace) -> None:
         if kept.empty:
             return
         cells = kept
-    print(leaderboard(cells, top=args.top, sort=args.sort, level=_run_level(run.path)))
+    if args.pareto:
+        from nas.runs.pareto import front
+
+        best = front(cells)
+        print(f"Pareto front: {len(best)} of {int(cells['rank'].notna().sum())} ranked children; no other child has "
+              "both fewer or as many parameters and a lower or equal val_ppl")
+        if best.empty:
+            return
+        print(leaderboard(best, top=len(best), sort="params", level=_run_level(run.path)))
+    else:
+        print(leaderboard(cells, top=args.top, sort=args.sort, level=_run_level(run.path)))
     if args.plot:
         print(f"plot written to {run.plot_progress()}")
 
@@ -172,9 +182,16 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise UserError(f"{dirs[0]} has no completed child, so it has no best val_ppl for the others to reach; put a "
                         "run with a completed child first")
     plot = Path(args.plot) if args.plot else None
-    if plot and (plot.suffix.lower() != ".png" or not plot.parent.is_dir()):
-        raise UserError(f"--plot {plot}: give a .png file in an existing folder")
+    for flag, path in (("--plot", plot), ("--pareto", args.pareto)):
+        if path and (Path(path).suffix.lower() != ".png" or not Path(path).parent.is_dir()):
+            raise UserError(f"{flag} {path}: give a .png file in an existing folder")
     print(comparison_table(list(zip(labels, curves)), at))
+    if args.pareto:
+        from nas.runs.pareto import plot_fronts
+        from nas.runs.results import Run
+
+        runs = {(label if labels.count(label) == 1 else f"{label} {d}"): Run(d).cells for label, d in zip(labels, dirs)}
+        print(f"Pareto fronts written to {plot_fronts(runs, args.pareto)}")
     if plot:
         groups: dict[str, list[Any]] = {}
         for label, algo, d, curve in zip(labels, algos, dirs, curves):
@@ -403,6 +420,9 @@ def _add_results(sub: Any) -> None:
     results.add_argument("--sort", default="val_ppl", help="column to sort by (default val_ppl)")
     results.add_argument("--plot", action="store_true", help="also (re)write progress.png")
     results.add_argument("--max-params", type=int, metavar="N", help="show only children with at most N parameters")
+    results.add_argument("--pareto", action="store_true", help="list the children on the Pareto front of "
+                         "validation perplexity against parameters (no other child beats them on both), smallest "
+                         "first")
     results.set_defaults(func=cmd_results)
 
 
@@ -416,6 +436,8 @@ def _add_compare(sub: Any) -> None:
                          "10,20 (default 25,50,100,150; each run's final count is always shown)")
     compare.add_argument("--plot", metavar="FILE.png", help="also write the best-so-far curves, by children and by "
                          "compute, to this PNG")
+    compare.add_argument("--pareto", metavar="FILE.png", help="also write every run's children and Pareto front "
+                         "(val_ppl against parameters) to this PNG")
     compare.add_argument("--group", choices=["run", "algo"], default="run", help="plot one line per run (default), "
                          "or per algo: the mean ± std of its runs")
     compare.set_defaults(func=cmd_compare)

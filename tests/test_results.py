@@ -112,7 +112,7 @@ def test_append_after_a_torn_tail_starts_a_clean_line(tmp_path):
 
 def test_children_table_dedupes_ranks_and_keeps_missing_values_missing():
     df = children_table(children_records())
-    assert list(df.columns) == ["rank", "trial_id", "index", "status", "val_ppl", "reward", "params",
+    assert list(df.columns) == ["rank", "pareto", "trial_id", "index", "status", "val_ppl", "reward", "params",
                                 "train_seconds", "epochs", "fidelity", "reused_from", *HP_COLUMNS, "formula", "spec",
                                 "error", "seed", "kernels", "cuda_graphs"]
     assert df["index"].tolist() == [0, 1, 2, 3, 4, 5]
@@ -135,7 +135,7 @@ def test_children_table_dedupes_ranks_and_keeps_missing_values_missing():
 
 def test_empty_tables_have_their_columns():
     df = children_table([])
-    assert len(df) == 0 and list(df.columns)[:3] == ["rank", "trial_id", "index"] and "formula" in df
+    assert len(df) == 0 and list(df.columns)[:4] == ["rank", "pareto", "trial_id", "index"] and "formula" in df
     assert list(controller_table([]).columns) == ["step", "reward", "baseline", "advantage", "entropy", "log_prob",
                                                   "loss", "grad_norm", "trial_ids"]
 
@@ -158,7 +158,7 @@ def test_hyperparameters_named_like_a_column_get_a_prefix_and_mixed_types_become
     for r in records:
         append_record(tmp_path / "children.jsonl", r)
     df = load_cells(tmp_path)
-    assert list(df.columns)[11:13] == ["hp.seed", "size"] and df["seed"].tolist() == [100, 101]
+    assert list(df.columns)[12:14] == ["hp.seed", "size"] and df["seed"].tolist() == [100, 101]
     assert df["size"].tolist() == ["64", "auto"]
     write_tables(tmp_path)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cells.parquet"), df)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from nas.console import bits_per_token, column_table
+from nas.runs.pareto import draw_front, pareto_column
 from nas.runs.records import (
     CHILDREN_FILE,
     CONTROLLER_FILE,
@@ -37,7 +38,8 @@ CELLS_CSV, CELLS_PARQUET, CONTROLLER_CSV, PROGRESS_PNG = "cells.csv", "cells.par
 
 _OUTCOME = list(OUTCOME_COLUMNS.items())
 LEAD_COLUMNS = {  # name -> dtype, before the hyperparameter columns: the child outcome's fields, reward after val_ppl
-    "rank": "Int64", "trial_id": "string", "index": "Int64", **dict(_OUTCOME[:2]), "reward": "Float64",
+    "rank": "Int64", "pareto": "boolean", "trial_id": "string", "index": "Int64", **dict(_OUTCOME[:2]),
+    "reward": "Float64",
     **dict(_OUTCOME[2:]), "reused_from": "Int64",
 }
 TAIL_COLUMNS = {"formula": "string", "spec": "string", "error": "string", "seed": "Int64", "kernels": "string",
@@ -80,7 +82,8 @@ def _hparam_column(name: str) -> str:
 def children_table(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.DataFrame:
     """One row per child (last record of a trial_id wins), sorted by ``index``; nullable dtypes, NA = missing.
 
-    Columns: rank (1 = lowest val_ppl among completed children, NA for the rest), trial_id, index, status,
+    Columns: rank (1 = lowest val_ppl among completed children, NA for the rest), pareto (on the front of val_ppl
+    against params, :mod:`nas.runs.pareto`), trial_id, index, status,
     val_ppl, reward, params, train_seconds, epochs, one column per hyperparameter, formula, spec (compact JSON),
     error, seed. A hyperparameter named like one of those columns gets an ``hp.`` prefix.
     """
@@ -92,7 +95,7 @@ def children_table(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.Dat
 
     cols: dict[str, Any] = {}
     for name, dtype in LEAD_COLUMNS.items():
-        if name != "rank":
+        if name not in ("rank", "pareto"):  # derived below
             cols[name] = _array([r.get(name) for r in rows], dtype, f"children.{name}")
     for hp in hp_names:
         values = [((r.get("spec") or {}).get("hparams") or {}).get(hp) for r in rows]
@@ -107,6 +110,7 @@ def children_table(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.Dat
 
     df = pd.DataFrame(cols)
     df.insert(0, "rank", _ranks(df))
+    df.insert(1, "pareto", pareto_column(df))
     return df
 
 
@@ -162,8 +166,10 @@ def _with_every_column(df: pd.DataFrame) -> pd.DataFrame:
     """A table written by an older version, with the columns added since (missing values) in their places."""
     lead = list(LEAD_COLUMNS)
     for i, name in enumerate(lead):
-        if name not in df:
+        if name not in df and name != "pareto":
             df.insert(list(df.columns).index(lead[i - 1]) + 1, name, pd.array([None] * len(df), LEAD_COLUMNS[name]))
+    if "pareto" not in df:  # derived from columns every table has
+        df.insert(list(df.columns).index("rank") + 1, "pareto", pareto_column(df))
     for name, dtype in TAIL_COLUMNS.items():
         if name not in df:
             df[name] = pd.array([None] * len(df), dtype)
@@ -351,9 +357,9 @@ def _write_progress(run_dir: Path, cells: pd.DataFrame, controller: pd.DataFrame
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg, without touching pyplot's global state
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 7), layout="constrained")
+    fig = Figure(figsize=(9, 10), layout="constrained")
     FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1)
+    top, middle, bottom = fig.subplots(3, 1)
 
     index = cells["index"].to_numpy(dtype=float, na_value=np.nan)
     ppl = cells["val_ppl"].to_numpy(dtype=float, na_value=np.nan)
@@ -381,6 +387,15 @@ def _write_progress(run_dir: Path, cells: pd.DataFrame, controller: pd.DataFrame
     top.set_ylabel("validation perplexity")
     if len(cells):
         top.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1, 0.92))
+
+    if done.any() and cells["params"].notna().any():
+        draw_front(middle, cells)
+        middle.legend(fontsize=8, loc="upper right")
+    else:
+        middle.text(0.5, 0.5, "no completed child with a parameter count yet", transform=middle.transAxes,
+                    ha="center", va="center")
+        middle.set_xticks([])
+        middle.set_yticks([])
 
     if controller.empty:
         bottom.text(0.5, 0.5, "no controller updates (random search, or none yet)", transform=bottom.transAxes,
