@@ -43,7 +43,8 @@ def cmd_show(args: argparse.Namespace) -> None:
                             "--random")
         if args.rank != 1:
             raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
-        from nas.retrain.sources import EQUATIONS, load_spec
+        from nas.retrain.sources import EQUATIONS
+        from search_spaces import load_spec
 
         if args.cell in EQUATIONS:
             if args.json or args.plot or args.actions:
@@ -209,7 +210,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     else:
         if args.rank != 1:
             raise UserError("--rank applies to a results folder; drop it for a cell name or spec file")
-        from nas.retrain.sources import load_spec
+        from search_spaces import load_spec
 
         _, spec = load_spec(args.source)
     py, js = write_export(spec, args.out, class_name=args.class_name)

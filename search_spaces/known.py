@@ -17,8 +17,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from search_spaces.cell import Cell, Memory, Node
+from search_spaces.space import ChildSpec
 
 
 def _nodes(*pairs: str) -> tuple[Node, ...]:
@@ -74,3 +76,18 @@ def known_cell(name: str) -> Cell:
         return KNOWN_CELLS[name]()
     except KeyError:
         raise ValueError(f"unknown cell name {name!r}; known cells: {', '.join(KNOWN_CELLS)}") from None
+
+
+def load_spec(source: str) -> tuple[str, ChildSpec]:
+    """A known cell name, or a JSON file holding a cell or a spec; returns (label, spec)."""
+    if source in KNOWN_CELLS:
+        return source, ChildSpec(known_cell(source))
+    path = Path(source)
+    if not path.exists():
+        raise ValueError(
+            f"{source!r} is neither a known cell ({', '.join(KNOWN_CELLS)}) nor an existing spec JSON file"
+        )
+    try:
+        return path.name, ChildSpec.from_json(path.read_text())
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}: {e}") from None

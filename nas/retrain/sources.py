@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search_spaces import KNOWN_CELLS, ChildSpec, HParams, known_cell
+from search_spaces import ChildSpec, HParams, known_cell, load_spec
 
 if TYPE_CHECKING:  # torch: imported where a model is counted or trained, so that `nas show` starts without it
     from nas.retrain.trainer import RetrainConfig
@@ -44,21 +44,6 @@ EQUATIONS = {
 """What ``nas show`` prints for a reference."""
 Job = tuple[str, ChildSpec, "RetrainConfig"]
 """(label, spec, settings) of one thing to train."""
-
-
-def load_spec(source: str) -> tuple[str, ChildSpec]:
-    """A known cell name, or a JSON file holding a cell or a spec; returns (label, spec)."""
-    if source in KNOWN_CELLS:
-        return source, ChildSpec(known_cell(source))
-    path = Path(source)
-    if not path.exists():
-        raise ValueError(
-            f"{source!r} is neither a known cell ({', '.join(KNOWN_CELLS)}) nor an existing spec JSON file"
-        )
-    try:
-        return path.name, ChildSpec.from_json(path.read_text())
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{path}: {e}") from None
 
 
 def with_rnn(cfg: RetrainConfig, rnn: str, hidden_size: int | None = None) -> RetrainConfig:
