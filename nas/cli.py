@@ -105,7 +105,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     overrides = {
         "name": args.name, "trials": args.trials, "concurrency": args.concurrency,
         "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "algo": args.algo,
-        "seed": args.seed, "results_dir": args.results_dir, "address": args.address,
+        "seed": args.seed, "results_dir": args.results_dir, "address": args.address, "initial": args.initial,
         "data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level,
     }
     if args.resume:
@@ -408,6 +408,8 @@ def _add_search(sub: Any) -> None:
                         help="the controller, the random baseline or regularized evolution")
     search.add_argument("--seed", type=int, help="seed of the controller and of every child (default 0)")
     search.add_argument("--results-dir", help="folder of experiments (default ./results)")
+    search.add_argument("--initial", metavar="CELL,...", help="children to train first, e.g. lstm,nascell,my.json "
+                        "(known cells or spec JSON files; the searcher learns from them; TOML: initial = [...])")
     search.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://host:10001 (default: local)")
     search.add_argument("--resume", metavar="NAME", help="continue the experiment NAME where it stopped (with "
                         "--trials N: then go on to N children)")

@@ -48,8 +48,9 @@ from nas.runs.records import CONFIG_FILE  # noqa: F401 - also imported from here
 from nas.search.controller_config import ControllerConfig
 from nas.search.evolution import EvolutionConfig
 from search_spaces.cell import CellSpace
-from search_spaces.hparams import LayerSpace
-from search_spaces.space import SearchSpace
+from search_spaces.hparams import HParams, LayerSpace
+from search_spaces.known import load_spec
+from search_spaces.space import ChildSpec, SearchSpace
 from workers.child_settings import Budget, ChildSettings, ModelConfig, TrainConfig, split_hparams
 from workers.corpora import DataConfig
 
@@ -174,6 +175,13 @@ class SearchConfig:
     """Parameter budget of a child model (None: none). A proposal above it is recorded as ``over_budget`` without
     training, with reward 0, so that the controller, which also picks hidden_size, compares cells at a bounded size
     (Zoph & Le compare cells at matched size)."""
+    initial: tuple[ChildSpec | str, ...] = ()
+    """Children trained first, before the searcher proposes any (a warm start, as Optuna's ``enqueue_trial``): known
+    cell names or spec JSON files in TOML (``initial = ["lstm", "my_cell.json"]``) and ``--initial``, read into specs
+    when the settings are read (every entry is a :class:`ChildSpec` afterwards; ``config.json`` keeps the specs: a
+    resumed search needs no file and does not train them again). They count as children and the searcher learns
+    from them (the controller as from its own samples, evolution as members). A spec's layer choices apply; a choice
+    it lacks is the fixed ``[model]``/``[train]`` value when that is one of the choices, else the first choice."""
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, hidden_size=128, dropout=0.1))
@@ -205,7 +213,43 @@ class SearchConfig:
             raise ValueError(f"max_params: {self.max_params!r} is not allowed; use a whole number >= 1, or none")
         if self.max_failures < 0:
             raise ValueError(f"max_failures: {self.max_failures} is not allowed; use 0 or more")
+        object.__setattr__(self, "initial", self._initial_in_space())
+        if len(self.initial) > self.trials:
+            raise ValueError(f"initial: {len(self.initial)} children, more than trials ({self.trials}); give at most "
+                             f"{self.trials} or raise trials")
         self._check_searched_children()
+
+    def _initial_in_space(self) -> tuple[ChildSpec, ...]:
+        """The initial children as points of this search's space, their missing layer choices filled in."""
+        layers = self.space.search_space().layers
+        fixed = {**dataclasses.asdict(self.train), **dataclasses.asdict(self.model)}
+        out: list[ChildSpec] = []
+        for i, item in enumerate(self.initial):
+            try:
+                spec = _as_spec(item)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"initial[{i}]: {e}") from None
+            if spec.cell.base != self.space.base:
+                raise ValueError(f"initial[{i}]: a base-{spec.cell.base} cell, but this search's space is base "
+                                 f"{self.space.base}; give a base-{self.space.base} cell or change [space] base")
+            given = spec.hparams.as_dict()
+            extra = sorted(set(given) - set(layers.names))
+            if extra:
+                raise ValueError(f"initial[{i}]: hyperparameter {extra[0]} is not searched here (the searched ones: "
+                                 f"{', '.join(layers.names) or 'none'}); drop it from the spec or add it to "
+                                 "[space.layers]")
+            values = {}
+            for name, choices in layers.choices:
+                value = given.get(name, fixed.get(name) if fixed.get(name) in choices else choices[0])
+                if value not in choices:
+                    raise ValueError(f"initial[{i}]: {name}={value!r} is not one of the searched choices "
+                                     f"{list(choices)}")
+                values[name] = value
+            filled = ChildSpec(spec.cell, HParams.of(values))
+            if filled in out:
+                raise ValueError(f"initial[{i}]: the same child as initial[{out.index(filled)}]; give each once")
+            out.append(filled)
+        return tuple(out)
 
     def _check_searched_children(self) -> None:
         """Every child the space can propose must be valid with this [model] and [train]: each choice, and every
@@ -232,6 +276,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["space"]["layers"] = {k: list(v) for k, v in self.space.layers.items()}
+        d["initial"] = [spec.to_dict() for spec in self.initial]
         for section, cls in _SECTIONS.items():  # derived fields are set by the search, not settings
             for f in dataclasses.fields(cls):
                 if f.metadata.get("derived"):
@@ -290,7 +335,9 @@ def _build(cls: type, table: Any, section: str) -> Any:
                          f"{', '.join(names)}")
     kwargs = {}
     for key, value in table.items():
-        if cls is SpaceConfig and key == "layers":
+        if cls is SearchConfig and key == "initial":
+            kwargs[key] = _initial_list(value)
+        elif cls is SpaceConfig and key == "layers":
             if not isinstance(value, dict):
                 raise ValueError(f"space.layers: expected a table of name = [choices], got {value!r}")
             kwargs[key] = value
@@ -299,6 +346,27 @@ def _build(cls: type, table: Any, section: str) -> Any:
         else:
             kwargs[key] = _coerce(prefix + key, value, hints[key])
     return cls(**kwargs)
+
+
+def _initial_list(value: Any) -> tuple[Any, ...]:
+    """``initial`` as read: a TOML list, or the comma-separated text of ``--initial a,b,c``."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"initial: {value!r} is not a list; give known cell names or spec JSON files, e.g. "
+                         '["lstm", "my_cell.json"]')
+    return tuple(value)
+
+
+def _as_spec(item: Any) -> ChildSpec:
+    """An initial child: a spec, a known cell name or spec JSON file, or (in ``config.json``) a spec's dict."""
+    if isinstance(item, ChildSpec):
+        return item
+    if isinstance(item, dict):
+        return ChildSpec.from_dict(item)
+    if isinstance(item, str):
+        return load_spec(item)[1]
+    raise ValueError(f"{item!r} is not a cell; give a known cell name or a spec JSON file")
 
 
 def config_from_dict(d: Mapping[str, Any]) -> SearchConfig:

@@ -232,7 +232,7 @@ def _make_searcher(cfg: SearchConfig, rungs: tuple[int, ...], vocab_size: int) -
 
     space = cfg.space.search_space()
     common = dict(seed=cfg.seed, max_children=cfg.trials, rungs=rungs, max_params=cfg.max_params,
-                  count_params=count_params)
+                  count_params=count_params, initial=cfg.initial)
     if cfg.algo == "random":
         return RandomSearcher(space, cfg.run_dir, cfg.controller, **common)
     if cfg.algo == "evolution":

@@ -19,6 +19,11 @@ new child with ``reused_from`` (the earlier child's index) and no training time;
 it again (an outcome teaches once, when its child trained; ``ControllerConfig.learn_from_reused`` turns that
 off); a proposal whose twin is still training is redrawn.
 
+Initial children (a warm start, ``initial``) are proposed first, in the order given, before the searcher's own
+proposals; they are children like any other (indices 0, 1, ...; trained, recorded, learned from: the controller
+updates on their actions as on its own samples). A resumed search has its ``next_index`` past them and does not
+propose them again.
+
 ``save``/``restore`` cover the searcher's own state (the controller, its optimizer, the baselines, the sampling
 RNG, pending updates) and the trials still in flight, written atomically (temp file + rename); restore then
 replays ``children.jsonl`` for what finished after the last save.
@@ -66,13 +71,15 @@ class NasSearcher(Searcher):
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
                  seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
-                 max_params: int | None = None, count_params: Callable[[ChildSpec], int] | None = None) -> None:
+                 max_params: int | None = None, count_params: Callable[[ChildSpec], int] | None = None,
+                 initial: tuple[ChildSpec, ...] = ()) -> None:
         super().__init__(metric=METRIC, mode="min")
         if max_params is not None and count_params is None:
             raise ValueError("max_params needs count_params, the parameter count of a proposed child")
         self.space, self.run_dir, self.config, self.seed = space, str(run_dir), config, seed
         self.max_children, self.rungs = max_children, tuple(rungs)
         self.max_params, self.count_params = max_params, count_params
+        self.initial = tuple(tuple(space.encode(spec)) for spec in initial)  # actions of the warm-start children
         self.next_index = 0
         self.live: dict[str, tuple[int, list[int]]] = {}  # trial id -> (index, actions)
         self.finished: set[str] = set()
@@ -106,7 +113,8 @@ class NasSearcher(Searcher):
                 return Searcher.FINISHED
             if reused >= MAX_REUSED_IN_A_ROW:
                 return Searcher.FINISHED
-            actions = self._propose()
+            warm = getattr(self, "initial", ())  # a searcher pickled by an older version has none
+            actions = list(warm[self.next_index]) if self.next_index < len(warm) else self._propose()
             spec = self.space.decode(actions)
             key = spec.to_json()
             if key in in_flight and redraws < REDRAWS:
@@ -250,8 +258,9 @@ class ControllerSearcher(NasSearcher):
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
                  seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
-                 max_params: int | None = None, count_params: Callable[[ChildSpec], int] | None = None) -> None:
-        super().__init__(space, run_dir, config, seed, max_children, rungs, max_params, count_params)
+                 max_params: int | None = None, count_params: Callable[[ChildSpec], int] | None = None,
+                 initial: tuple[ChildSpec, ...] = ()) -> None:
+        super().__init__(space, run_dir, config, seed, max_children, rungs, max_params, count_params, initial)
         torch.manual_seed(seed)  # controller init
         self.controller = Controller(space.decisions, config)
         self.optimizer = make_optimizer(self.controller, config)
@@ -318,8 +327,9 @@ class RandomSearcher(NasSearcher):
 
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
                  seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
-                 max_params: int | None = None, count_params: Callable[[ChildSpec], int] | None = None) -> None:
-        super().__init__(space, run_dir, config, seed, max_children, rungs, max_params, count_params)
+                 max_params: int | None = None, count_params: Callable[[ChildSpec], int] | None = None,
+                 initial: tuple[ChildSpec, ...] = ()) -> None:
+        super().__init__(space, run_dir, config, seed, max_children, rungs, max_params, count_params, initial)
         self.rng = random.Random(seed)
 
     def _propose(self) -> list[int]:
@@ -340,8 +350,8 @@ class EvolutionSearcher(NasSearcher):
     def __init__(self, space: SearchSpace, run_dir: str | os.PathLike, config: ControllerConfig = ControllerConfig(),
                  seed: int = 0, max_children: int | None = None, rungs: tuple[int, ...] = (),
                  evolution: EvolutionConfig = EvolutionConfig(), max_params: int | None = None,
-                 count_params: Callable[[ChildSpec], int] | None = None) -> None:
-        super().__init__(space, run_dir, config, seed, max_children, rungs, max_params, count_params)
+                 count_params: Callable[[ChildSpec], int] | None = None, initial: tuple[ChildSpec, ...] = ()) -> None:
+        super().__init__(space, run_dir, config, seed, max_children, rungs, max_params, count_params, initial)
         self.population = Population([d.size for d in space.decisions], evolution, random.Random(seed))
 
     def _propose(self) -> list[int]:
