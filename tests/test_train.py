@@ -201,3 +201,19 @@ def test_rungs_report_validation_perplexity_inside_an_epoch():
     assert result.batches == 20 and result.status == "completed"
     with pytest.raises(ValueError, match="budget.report_at"):
         Budget(report_at=(0,))
+
+
+def test_a_cpu_child_flushes_subnormals_and_its_perplexity_does_not_change(monkeypatch):
+    import workers.train as train_module
+
+    corpus = tiny_corpus(20)
+    args = dict(budget=Budget(epochs=2), model_config=SMALL, train_config=FAST, seed=3, device="cpu")
+    calls = []
+    real = torch.set_flush_denormal
+    monkeypatch.setattr(train_module.torch, "set_flush_denormal", lambda on: calls.append(on) or real(on))
+    flushed = train_child(known_cell("nascell"), corpus, **args)
+    assert calls == [True]
+    monkeypatch.setattr(train_module.torch, "set_flush_denormal", lambda on: real(False))  # as before: never flushed
+    kept = train_child(known_cell("nascell"), corpus, **args)
+    real(True)
+    assert [r.val_loss for r in flushed.history] == pytest.approx([r.val_loss for r in kept.history], rel=1e-6)

@@ -269,11 +269,16 @@ def train_child(
 ) -> TrainResult:
     """Train a child LM with ``cell`` on ``corpus``; ``hparams`` override fields of the two configs.
 
-    Deterministic on CPU for a given seed (and thread count). ``on_epoch`` is called after every epoch,
+    Deterministic on CPU for a given seed (and thread count). On a CPU, subnormal floats are flushed to zero
+    (:func:`torch.set_flush_denormal`, for the whole process): cells that drift into them otherwise train several
+    times slower (bench/RESULTS.md), and their perplexities do not change measurably (tested).
+    ``on_epoch`` is called after every epoch,
     ``on_rung`` after each of ``budget.report_at`` training batches (at an epoch's end, with its evaluation),
     ``on_progress`` every 25 training batches inside an epoch.
     """
     dev = pick_device(device)
+    if dev.type == "cpu":
+        torch.set_flush_denormal(True)  # a no-op (False) where the CPU cannot
     # Triton launches on the current CUDA device and a CUDA graph captures on it: make it the child's own
     with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
         return _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch,
