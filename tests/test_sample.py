@@ -9,7 +9,15 @@ import torch
 
 from nas.cli import main
 from nas.config import config_from_dict
-from nas.retrain.sample import SampleSettings, checkpoint_path, detokenize, prime_ids, sample, sample_text
+from nas.retrain.sample import (
+    SampleSettings,
+    checkpoint_path,
+    detokenize,
+    level_of,
+    prime_ids,
+    sample,
+    sample_text,
+)
 from nas.retrain.trainer import load_checkpoint, retrain, retrain_config
 from search_spaces import ChildSpec, HParams, known_cell
 
@@ -72,6 +80,20 @@ def test_the_prime_sets_the_state(trained):
     after_dog = sample_text(folder, "a dog ran to", greedy)[2][0]
     assert after_cat.startswith("the cat") and after_dog.startswith("a dog ran to")
     assert after_cat[len("the cat"):] != after_dog[len("a dog ran to"):]
+
+
+def test_a_checkpoint_without_its_level_takes_it_from_train_json(trained, tmp_path):
+    folder, level = trained
+    path = checkpoint_path(folder)
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["level"]  # as written before checkpoints recorded it
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save(ckpt, old / path.name)
+    (old / "train.json").write_text((folder / "train.json").read_text())
+    assert level_of(torch.load(old / path.name, weights_only=True), old / path.name) == level
+    (old / "train.json").unlink()  # nothing beside it: the vocabulary says
+    assert level_of(ckpt, old / path.name) == level
 
 
 def test_word_level_joins_words_and_writes_eos_as_a_line_break():

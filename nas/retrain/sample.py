@@ -22,6 +22,7 @@ import torch
 
 from nas.retrain.top import TOP_JSON
 from nas.retrain.trainer import TRAIN_FILE, load_checkpoint
+from workers.corpora import DataConfig, resolved_level
 from workers.data import EOS
 
 
@@ -69,15 +70,17 @@ def checkpoint_path(source: str | os.PathLike) -> Path:
 
 
 def level_of(ckpt: dict, path: Path) -> str:
-    """"char" or "word": recorded in the checkpoint, else in the ``train.json`` beside it, else from the
-    vocabulary (word-level vocabularies hold ``<eos>``)."""
+    """"char" or "word": recorded in the checkpoint, else (a checkpoint written before it was) from the data
+    settings in the ``train.json`` beside it, else from the vocabulary (word-level vocabularies hold ``<eos>``)."""
     if ckpt.get("level") in ("char", "word"):
         return ckpt["level"]
     train = path.parent / TRAIN_FILE
     if train.is_file():
-        level = json.loads(train.read_text()).get("corpus", {}).get("level")
-        if level in ("char", "word"):
-            return level
+        data = json.loads(train.read_text()).get("settings", {}).get("data") or {}
+        try:
+            return resolved_level(DataConfig(**data).source, data.get("level", "auto"))
+        except (TypeError, ValueError):
+            pass
     return "word" if EOS in ckpt["vocab"] else "char"
 
 
