@@ -386,19 +386,16 @@ def main(argv: list[str] | None = None) -> str:
                 for label, cfg in configs.items()}
     jobs = [(c["source"], c["spec"], searches[label], s, str(job_dir(out, c["source"], s)))
             for s in seeds for label in SEARCHES for c in tops.get(label, [])]
-    runs = {} if args.report else train_all(jobs, args.workers, deadline)
     if args.report:
-        runs = {(j[0], j[3]): r for j in jobs if (r := finished(Path(j[4]))) is not None}
+        deadline = -math.inf  # train_all then only reads back what finished
+    runs = train_all(jobs, args.workers, deadline)
     winners = {label: winner_of(label, tops.get(label, []), runs, seeds) for label in SEARCHES}
     lstms: dict[str, ChildSpec] = {}
     if winners["searched"] is not None:
         lstms = lstm_specs(ChildSpec.from_json(winners["searched"]["spec"]), searches["searched"])
         lstm_jobs = [(source, spec.to_json(), searches["searched"], s, str(job_dir(out, source, s)))
                      for s in seeds for source, spec in lstms.items()]
-        if args.report:
-            runs |= {(j[0], j[3]): r for j in lstm_jobs if (r := finished(Path(j[4]))) is not None}
-        else:
-            runs |= train_all(lstm_jobs, args.workers, deadline)
+        runs |= train_all(lstm_jobs, args.workers, deadline)
     text = report(out, tops, winners, lstms, runs, seeds, level)
     print(text)
     return text
