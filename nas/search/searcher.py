@@ -141,7 +141,8 @@ class NasSearcher(Searcher):
         self._record(trial_id, index, spec, outcome, {"finished_at": time.time()})
 
     def _reuse(self, index: int, spec: ChildSpec, earlier: dict[str, Any]) -> None:
-        """Record child ``index`` with the outcome of the earlier child of the same spec, and learn from it."""
+        """Record child ``index`` with the outcome of the earlier child of the same spec (it teaches only if
+        ``learn_from_reused``)."""
         outcome = dataclasses.replace(ChildOutcome.from_result(earlier), train_seconds=0.0)
         trial_id = f"reused-{index}"
         self.finished.add(trial_id)
