@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import paired as stats  # noqa: E402
@@ -61,6 +60,7 @@ import provenance  # noqa: E402
 from nas.config import SearchConfig, config_from_dict  # noqa: E402
 from nas.retrain.top import kendall_tau_b, top_children  # noqa: E402
 from nas.runs.records import json_safe, read_records  # noqa: E402
+from nas.search import ray_session  # noqa: E402
 from search_spaces import ChildSpec, HParams, known_cell  # noqa: E402
 
 SEARCHES = {"searched": "reinforce", "random": "random"}
@@ -148,7 +148,7 @@ def run_searches(args: argparse.Namespace, out: Path, data: dict[str, Any], over
     configs = {label: config_from_dict(d) for label, d in dicts.items()}
     todo = [label for label, cfg in configs.items() if not complete(cfg)]
     if todo and not args.report:
-        ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray_session.start_local(num_cpus=args.concurrency)
         for label in todo:
             started = time.time()
             curve, _, _ = bsq.run_once(dicts[label], args.force_reuse)

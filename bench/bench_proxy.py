@@ -48,6 +48,7 @@ import provenance  # noqa: E402
 
 from nas.retrain.top import kendall_tau_b  # noqa: E402
 from nas.runs.records import append_record, read_records  # noqa: E402
+from nas.search import ray_session  # noqa: E402
 from search_spaces.cell import Cell, CellSpace  # noqa: E402
 
 TRAIN = {"lr": 5.0, "batch_size": 32, "eval_batch_size": 32, "bptt": 35}
@@ -79,7 +80,7 @@ def found_cells(out: Path, per_search: int) -> list[dict[str, Any]]:
         children = cfg.run_dir / "children.jsonl"
         if len({r["trial_id"] for r in read_records(children)} if children.exists() else set()) < cfg.trials:
             if not ray_started:
-                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+                ray_session.start_local(num_cpus=2)
                 ray_started = True
             run_search(cfg, resume=(cfg.run_dir / "config.json").exists(), out=lambda line: None)
         done = [r for r in read_records(children) if r.get("status") == "completed" and r.get("reused_from") is None]

@@ -29,13 +29,13 @@ import tempfile
 from dataclasses import dataclass
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray  # noqa: E402
 import torch  # noqa: E402
 
 from nas.config import config_from_dict  # noqa: E402
 from nas.runs.records import read_records  # noqa: E402
+from nas.search import ray_session  # noqa: E402
 from nas.search.driver import run_search  # noqa: E402
 
 TINY = {"space": {"base": 8, "layers": {"hidden_size": [16], "num_layers": [1]}},
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     cpus = os.cpu_count() or 1
     gpus = torch.cuda.device_count()
-    ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray_session.start_local(num_cpus=cpus, num_gpus=gpus)
     print(f"torch {torch.__version__}, ray {ray.__version__}, python {sys.version.split()[0]}, CPUs {cpus}, "
           f"GPUs {gpus}, load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
     summary: dict[str, float] = {}

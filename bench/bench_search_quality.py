@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import paired as stats  # noqa: E402
@@ -62,6 +61,7 @@ import provenance  # noqa: E402
 from nas.config import SearchConfig, config_from_dict  # noqa: E402
 from nas.runs.compare import best_so_far, compute_to_reach, plot_curves, value_at  # noqa: E402
 from nas.runs.records import read_records  # noqa: E402
+from nas.search import ray_session  # noqa: E402
 
 TUNING_SEEDS = tuple(range(10))
 """Seeds pilots choose settings on (0-2 were the 2026-11-27 pilots' seeds)."""
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import ray
 
     cpus = args.concurrency
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray_session.start_local(num_cpus=cpus)
     commit, dirty = provenance.git_commit()
     print(f"ray {ray.__version__}, {cpus} CPUs; {len(settings)} settings x {kind} seeds {seeds} x {args.children} "
           f"children; code {provenance.source_hash()} (commit {commit[:10]}{', dirty' if dirty else ''}); "

@@ -9,6 +9,7 @@ import pytest
 
 from nas.config import config_from_dict
 from nas.runs.records import read_records
+from nas.search import ray_session
 from nas.search.evolution import EvolutionConfig
 from nas.search.searcher import EvolutionSearcher
 from search_spaces import CellSpace, ChildSpec, LayerSpace, SearchSpace
@@ -100,7 +101,7 @@ def test_a_real_evolution_search_is_resumed_and_extended_with_its_population(tmp
     assert len(rows) == 4 and not outcome.interrupted
     more = dataclasses.replace(cfg, trials=7)  # what `nas search --resume evo --trials 7` runs
     lines = []
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray_session.start_local(num_cpus=2)
     try:
         outcome = run_search(more, resume=True, out=lines.append)
     finally:

@@ -5,6 +5,7 @@ from test_search_e2e import write_tiny_corpus
 
 from nas.config import config_from_dict
 from nas.runs.records import read_records
+from nas.search import ray_session
 from nas.search.driver import run_search
 
 
@@ -25,7 +26,7 @@ def search_on_local_ray(cfg, out=lambda line: None):
     """run_search on a fresh local Ray with 2 CPUs (shut down afterwards); the outcome and its child records."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray_session.start_local(num_cpus=2)
     try:
         outcome = run_search(cfg, out=out)
     finally:

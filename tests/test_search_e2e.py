@@ -16,7 +16,7 @@ import torch
 from search_spaces import ChildSpec
 
 NAS = [sys.executable, "-m", "nas.cli"]
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_AIR_NEW_OUTPUT": "0"}
+ENV = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0"}
 
 WORDS = "the cat sat on the mat . a dog ran to the log . the dog and the cat sat .".split()
 
@@ -143,6 +143,7 @@ def test_fake_gpu_packing_runs_four_children_at_once(tmp_path):
 
     from nas.config import config_from_dict
     from nas.runs.records import read_records
+    from nas.search import ray_session
     from nas.search.driver import run_search
 
     data = write_tiny_corpus(tmp_path / "corpus")
@@ -155,7 +156,7 @@ def test_fake_gpu_packing_runs_four_children_at_once(tmp_path):
         "train": {"batch_size": 4, "eval_batch_size": 4},
         "budget": {"epochs": 3},
     })
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray_session.start_local(num_cpus=2, num_gpus=1)
     try:
         outcome = run_search(cfg, out=lambda line: None)
     finally:

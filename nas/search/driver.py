@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-# Keep Ray's console quiet; must be set before ray is imported.
+# Keep Ray's console quiet; must be set before ray is imported. (Authentication stays on: nas.search.ray_session.)
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import ray  # noqa: E402
@@ -28,6 +27,7 @@ from nas.config import CONFIG_FILE, SearchConfig, load_run_config  # noqa: E402
 from nas.runs.export import write_export  # noqa: E402
 from nas.runs.records import ChildRecord, atomic_write, latest_per_trial, read_children  # noqa: E402
 from nas.runs.results import Run, leaderboard  # noqa: E402
+from nas.search import ray_session  # noqa: E402
 from nas.search.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from search_spaces import ChildSpec  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
@@ -169,20 +169,29 @@ def _check_reachable(address: str) -> None:
                           "that the head node is up (`ray status`), or leave --address out to run locally") from None
 
 
-def _init_ray(cfg: SearchConfig) -> None:
+def _init_ray(cfg: SearchConfig) -> str | None:
+    """Join the cluster at ``cfg.address`` (or ``RAY_ADDRESS``, as Ray does), or start a Ray on this machine only
+    (loopback, token authentication: :mod:`nas.search.ray_session`); nothing when Ray is already up in this
+    process. Returns the address joined, None for a local Ray."""
+    address = cfg.address or (os.environ.get("RAY_ADDRESS", "") if os.environ.get("RAY_ADDRESS") != "local" else "")
     if ray.is_initialized():
-        return
-    if cfg.address:
-        _check_reachable(cfg.address)
-    kwargs = dict(log_to_driver=False, logging_level="ERROR", include_dashboard=False, configure_logging=True)
+        return address or None
+    if not address:
+        ray_session.start_local(configure_logging=True)
+        return None
+    _check_reachable(address)
     try:
-        if cfg.address:
-            ray.init(address=cfg.address, **kwargs)
-        else:
-            ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise SearchError(f"cannot connect to the Ray cluster at {cfg.address!r} ({str(e).splitlines()[0]}); "
-                          "check the address, or leave --address out to run locally") from None
+        ray_session.join(address, configure_logging=True)
+    except ray.exceptions.AuthenticationError:
+        raise SearchError(f"the Ray cluster at {address!r} refused this machine's token (or it has none); put "
+                          "the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token and set RAY_AUTH_MODE=token "
+                          "(docs/cluster.md)") from None
+    except (ConnectionError, RuntimeError, ValueError) as e:  # its port answered (_check_reachable): often the token
+        raise SearchError(f"cannot connect to the Ray cluster at {address!r} ({str(e).splitlines()[0]}); its "
+                          "port answers, so check that this machine has the cluster's token (RAY_AUTH_TOKEN or "
+                          "~/.ray/auth_token, docs/cluster.md) and the address, or leave --address out to run "
+                          "locally") from None
+    return address
 
 
 AUTO_GPUS_PER_TRIAL = 1 / 16
@@ -307,12 +316,13 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
                           f"with; give more to extend it, or leave --trials out to finish it")
     top = max_fidelity(cfg, corpus)
     rungs = _rungs(cfg, top)
-    _init_ray(cfg)
+    joined = _init_ray(cfg)
     plan = plan_resources(cfg, ray.cluster_resources())
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         _write_config(cfg, plan)
     out(_start_line(cfg, resume, plan, rungs, top, corpus))
+    out(ray_session.describe(local=joined is None))
     elapsed = _fit(cfg, resume, started_budget, corpus, plan, rungs, top, out)
     return _finish(cfg, corpus.level, elapsed, out)
 
