@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paired as stats  # noqa: E402
 import provenance  # noqa: E402
 
+from nas import console  # noqa: E402
 from nas.config import SearchConfig, config_from_dict  # noqa: E402
 from nas.retrain.top import kendall_tau_b, top_children  # noqa: E402
 from nas.runs.records import json_safe, read_records  # noqa: E402
@@ -212,10 +213,8 @@ def test_values(runs: dict[tuple[str, int], dict[str, Any]], source: str, seeds:
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else math.nan
+    """Mean and std of the finite values (a failed or missing training is NaN and left out)."""
+    return console.mean_std([v for v in values if math.isfinite(v)])
 
 
 def winner_of(label: str, top: list[dict[str, Any]], runs: dict[tuple[str, int], dict[str, Any]],
