@@ -97,7 +97,8 @@ def connect_with_token(address: str, token: str) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads listening sockets from Linux's /proc")
 def test_a_local_search_listens_on_loopback_only_and_refuses_a_wrong_token(tmp_path):
     data = write_tiny_corpus(tmp_path / "corpus")
-    (tmp_path / "tiny.toml").write_text(TINY_TOML.format(data=data).replace("trials = 4", "trials = 40"))
+    long = TINY_TOML.format(data=data).replace("trials = 4", "trials = 2000")  # still running while we look
+    (tmp_path / "tiny.toml").write_text(long)
     p = start(["search", "--config", "tiny.toml"], tmp_path)
     try:
         wait_for_children(tmp_path / "results" / "tiny" / "children.jsonl", 1, p)
