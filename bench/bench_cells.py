@@ -3,8 +3,13 @@
 Prints training tokens/s for (a) ``nn.LSTM`` inside :class:`workers.model.ChildLM` (the reference), (b) the
 "matmul floor": a base-8 cell's matrix products with one tanh per step (:class:`MatmulFloorRNN`), the ceiling
 of any base-8 cell here, (c) the ``nascell`` through :class:`workers.cell_rnn.CellRNN` on the default fused path
-and (d) on the reference path, (e) N random base-8 cells (``random_cell(8, seed)``, seeds 0..N-1), all at
-identical sizes, and the "setup" time from a new architecture to its first training step.
+and (d) on the reference path, (e) the other known cells (``lstm`` and ``tanh_rnn`` as trees of the space),
+(f) N random base-8 cells (``random_cell(8, seed)``, seeds 0..N-1), all at identical sizes, and the "setup" time
+from a new architecture to its first training step.
+
+On a CPU, subnormal floats are flushed to zero (``torch.set_flush_denormal(True)``), as every child and
+``nas train`` do (:func:`workers.train.train_child`): the nascell drifts into subnormals, which CPUs process several
+times slower (2026-12-02: nascell 0.17x nn.LSTM without, 0.66x with). ``--keep-denormals`` measures without.
 
 A training step is the word_language_model one: forward on random token ids, cross-entropy, backward,
 ``clip_grad_norm_(0.25)``, SGD step; the hidden state is detached and carried between steps. Dropout is 0.
@@ -17,12 +22,13 @@ derived from that median, and "vs nn.LSTM" = the median over rounds of (variant 
 the same round). The measurement says nothing reliable when other processes keep both cores busy: with 2 threads
 each, oversubscribed steps can get 10-50x slower, and not by the same factor for every variant.
 
-The last line is a one-line summary::
+The last line is a one-line summary, e.g. (figures for the format only)::
 
-    cell_vs_lstm=0.55x nascell_vs_lstm=0.53x floor_vs_lstm=0.70x setup=0.12s
+    cell_vs_lstm=0.55x nascell_vs_lstm=0.53x floor_vs_lstm=0.70x known_vs_random=0.96x setup=0.12s
 
-(median ratio over the random cells, the nascell ratio, the matmul floor's ratio, median setup seconds of a new
-random cell). ``bench/bench_speed.py`` runs this for both presets plus ``bench/bench_search.py``.
+(median ratio over the random cells, the nascell ratio, the matmul floor's ratio, the slowest known cell's ratio
+over the random cells' median, median setup seconds of a new random cell). ``bench/bench_speed.py`` runs this for
+both presets plus ``bench/bench_search.py``.
 
 Usage: ``python bench/bench_cells.py [--preset word|char] [--threads K] [--steps S] [--repeats R] ...``
 """
@@ -42,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces import known_cell, random_cell
+from search_spaces import KNOWN_CELLS, known_cell, random_cell
 from search_spaces.cell import Cell
 from workers.cell_rnn import CellRNN
 from workers.fused_cell import CellSequence
@@ -235,6 +241,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--random-cells", type=int, default=5, help="random base-8 cells (seeds 0..N-1)")
     p.add_argument("--lr", type=float, default=20.0, help="SGD learning rate (word_language_model default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the torch RNG for weights and token ids")
+    p.add_argument("--keep-denormals", action="store_true",
+                   help="do not flush subnormal floats on a CPU (training flushes them)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto = cuda if available, else cpu")
     args = p.parse_args(argv)
@@ -258,18 +266,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    flush = device.type == "cpu" and not args.keep_denormals and torch.set_flush_denormal(True)
 
     print(f"torch {torch.__version__}, python {sys.version.split()[0]}, device {device}, "
           f"threads {torch.get_num_threads()}, CPUs {os.cpu_count()}, load average {load_average()}")
     print(f"preset {args.preset}: vocab {sizes.vocab}, E {sizes.emb}, H {sizes.hidden}, batch {sizes.batch}, "
           f"BPTT {sizes.bptt}, layers {sizes.layers}; {args.warmup} warm-up steps, then {args.repeats} rounds x "
-          f"{args.steps} timed steps per variant; SGD lr {args.lr}, clip 0.25, dropout 0")
+          f"{args.steps} timed steps per variant; SGD lr {args.lr}, clip 0.25, dropout 0; subnormal floats "
+          f"{'flushed to zero' if flush else 'kept'}")
 
     variants: dict[str, Callable[[], ChildLM]] = {"nn.LSTM": lambda: build_lstm(sizes)}
     variants["matmul floor (base 8)"] = lambda: build_floor(sizes)
     # each cell is built now and bound as the lambda's default, on purpose (B008)
     variants["nascell"] = lambda c=known_cell("nascell"): build_cell(c, sizes)  # noqa: B008
     variants["nascell, reference path"] = lambda c=known_cell("nascell"): build_cell(c, sizes, fused=False)  # noqa: B008
+    for name in KNOWN_CELLS:
+        if name != "nascell":
+            variants[name] = lambda c=known_cell(name): build_cell(c, sizes)  # noqa: B008
     for seed in range(args.random_cells):
         variants[f"random_cell(8, {seed})"] = lambda c=random_cell(8, seed): build_cell(c, sizes)  # noqa: B008
     trainers = {name: Trainer(make(), device, args.lr) for name, make in variants.items()}
@@ -318,12 +331,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"median ratio over {len(random_names)} random cells: {cell_ratio:.2f}x; measuring took {total:.0f}s; "
           f"load average now {load_average()}")
     floor, speedup = ratios["matmul floor (base 8)"], median_ratio(tps["nascell"], tps["nascell, reference path"])
+    known = {n: ratios[n] / cell_ratio for n in KNOWN_CELLS}
+    slowest = min(known, key=known.get)
+    print("known cells over the random cells' median: " + ", ".join(f"{n} {r:.2f}x" for n, r in known.items())
+          + f"; the slowest, {slowest}, is {'within' if known[slowest] >= 0.9 else 'MORE than'} 10% of them")
     print(f"ceiling: the base-8 matrix products alone run at {floor:.2f}x nn.LSTM, so no base-8 cell can beat that "
           f"here; the fused path is {speedup:.2f}x the reference path (nascell)")
     summary = {"cell_vs_lstm": cell_ratio, "nascell_vs_lstm": ratios["nascell"], "floor_vs_lstm": floor,
-               "fused_vs_reference": speedup, "setup": statistics.median(setup_cell)}
+               "fused_vs_reference": speedup, "known_vs_random": known[slowest],
+               "setup": statistics.median(setup_cell)}
     print(f"cell_vs_lstm={cell_ratio:.2f}x nascell_vs_lstm={ratios['nascell']:.2f}x floor_vs_lstm={floor:.2f}x "
-          f"setup={summary['setup']:.2f}s")
+          f"known_vs_random={known[slowest]:.2f}x setup={summary['setup']:.2f}s")
     return summary
 
 
