@@ -173,7 +173,8 @@ def _init_ray(cfg: SearchConfig) -> str | None:
     """Join the cluster at ``cfg.address`` (or ``RAY_ADDRESS``, as Ray does), or start a Ray on this machine only
     (loopback, token authentication: :mod:`nas.search.ray_session`); nothing when Ray is already up in this
     process. Returns the address joined, None for a local Ray."""
-    address = cfg.address or (os.environ.get("RAY_ADDRESS", "") if os.environ.get("RAY_ADDRESS") != "local" else "")
+    from_env = os.environ.get("RAY_ADDRESS", "")
+    address = cfg.address or ("" if from_env == "local" else from_env)
     if ray.is_initialized():
         return address or None
     if not address:
@@ -182,11 +183,8 @@ def _init_ray(cfg: SearchConfig) -> str | None:
     _check_reachable(address)
     try:
         ray_session.join(address, configure_logging=True)
-    except ray.exceptions.AuthenticationError:
-        raise SearchError(f"the Ray cluster at {address!r} refused this machine's token (or it has none); put "
-                          "the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token and set RAY_AUTH_MODE=token "
-                          "(docs/cluster.md)") from None
-    except (ConnectionError, RuntimeError, ValueError) as e:  # its port answered (_check_reachable): often the token
+    except (ray.exceptions.AuthenticationError, ConnectionError, RuntimeError, ValueError) as e:
+        # its port answered (_check_reachable), so it is often the token: Ray retries ~20 s, then ConnectionError
         raise SearchError(f"cannot connect to the Ray cluster at {address!r} ({str(e).splitlines()[0]}); its "
                           "port answers, so check that this machine has the cluster's token (RAY_AUTH_TOKEN or "
                           "~/.ray/auth_token, docs/cluster.md) and the address, or leave --address out to run "

@@ -110,8 +110,8 @@ def describe(local: bool) -> str:
     if not local:
         return ("Ray: joined the cluster with its token" if token else
                 "Ray: joined the cluster without a token (it accepts anyone who reaches its ports; docs/cluster.md)")
-    where = ("127.0.0.1 only (this machine)" if listening_address() == LOOPBACK else
-             f"{listening_address()} (reachable from the network)")
+    ip = listening_address()
+    where = "127.0.0.1 only (this machine)" if ip == LOOPBACK else f"{ip} (reachable from the network)"
     auth = ("token authentication on" if token else
             "token authentication OFF (RAY_AUTH_MODE=disabled): anyone who reaches its ports can run code as you")
     return f"Ray: listening on {where}, {auth}"
