@@ -35,9 +35,10 @@ from collections.abc import Callable
 import torch
 from torch.autograd.function import once_differentiable
 
-from search_spaces.cell import Cell, children
-from workers.cell_code import COMB_CODE, load_function
+from search_spaces.cell import Cell
+from workers.cell_code import load_function
 from workers.child_settings import KERNELS
+from workers.kernel_source import all_leaves_add, chain_rule, forward_tree, leaf_gradients
 
 _ACT = {"identity": "{}", "tanh": "_tanh({})", "sigmoid": "tl.sigmoid({})", "relu": "tl.maximum({}, 0.0)"}
 _DACT = {  # gradient through an activation, from the incoming gradient g and the activation's output y
@@ -102,33 +103,17 @@ def works_on(device: torch.device) -> bool:
 
 
 def _tree(cell: Cell, compute: str) -> list[str]:
-    """Loads of the step's inputs and the forward tree, in registers: ``y<k>`` every node's activation output,
-    ``z<k>`` what its parent reads (the injected value at the inject node), ``c`` the new memory state."""
-    n, mem = cell.base, cell.memory
+    """Loads of the step's inputs and the forward tree, in registers (:func:`workers.kernel_source.forward_tree`)."""
     lines = ["j = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)",
              "b = tl.program_id(1)",
              "m = j < H",
-             f"leaf = b * ({n} * H) + j",
+             f"leaf = b * ({cell.base} * H) + j",
              "st = b * H + j"]
-    for i in range(n):
+    for i in range(cell.base):
         lines.append(f"x_{i} = tl.load(xp + leaf + {i} * H, mask=m, other=0.0).to({compute})")
         lines.append(f"h_{i} = tl.load(hp + leaf + {i} * H, mask=m, other=0.0).to({compute})")
     lines.append(f"c_prev_v = tl.load(c_prev + st, mask=m, other=0.0).to({compute})")
-    for k, node in enumerate(cell.nodes):
-        kids = children(n, k)
-        pre = COMB_CODE[node.comb].format(*((f"x_{k}", f"h_{k}") if kids is None else (f"z{kids[0]}", f"z{kids[1]}")))
-        if mem is not None and mem.output_node == k:
-            lines.append(f"c = {pre}")
-            pre = "c"
-        lines.append(f"y{k} = {_ACT[node.act].format(pre)}")
-        if mem is not None and mem.inject_node == k:
-            injected = COMB_CODE[mem.inject_comb].format(f"y{k}", "c_prev_v")
-            lines.append(f"z{k} = {_ACT[mem.inject_act].format(injected)}")
-        else:
-            lines.append(f"z{k} = y{k}")
-    if mem is None:
-        lines.append("c = c_prev_v")
-    return lines
+    return lines + [f"{name} = {expr}" for name, expr in forward_tree(cell, _ACT)]
 
 
 def forward_kernel_source(cell: Cell, compute: str = "tl.float32") -> str:
@@ -140,41 +125,16 @@ def forward_kernel_source(cell: Cell, compute: str = "tl.float32") -> str:
 
 def backward_kernel_source(cell: Cell, compute: str = "tl.float32") -> str:
     """Source of the Triton kernel ``cell_backward`` (see the module docstring): the forward recomputed, then the
-    chain rule node by node, root first (the same derivation as :func:`workers.fused_cell.backward_source`)."""
-    n, mem = cell.base, cell.memory
+    chain rule node by node, root first (:func:`workers.kernel_source.chain_rule`)."""
     lines = _tree(cell, compute)
     lines.append(f"g{cell.root} = tl.load(g_out + st, mask=m, other=0.0).to({compute})"
                  f" + tl.load(gh + st, mask=m, other=0.0).to({compute})")
     lines.append(f"gc_v = tl.load(gc + st, mask=m, other=0.0).to({compute})")
-    if mem is None:
-        lines.append("gc_prev_v = gc_v")  # c passes through unchanged
-    for k in reversed(range(len(cell.nodes))):
-        node = cell.nodes[k]
-        if mem is not None and mem.inject_node == k:
-            # z = inject_act(inject_comb(y, c_prev))
-            lines.append(f"gq = {_DACT[mem.inject_act].format(g=f'g{k}', y=f'z{k}')}")
-            if mem.inject_comb == "add":
-                lines += ["gc_prev_v = gq", f"g{k} = gq"]
-            else:
-                lines += [f"gc_prev_v = gq * y{k}", f"g{k} = gq * c_prev_v"]
-        lines.append(f"gp{k} = {_DACT[node.act].format(g=f'g{k}', y=f'y{k}')}")
-        if mem is not None and mem.output_node == k:
-            lines.append(f"gp{k} = gp{k} + gc_v")  # c_t is this node's pre-activation
-        kids = children(n, k)
-        if kids is not None:
-            left, right = kids
-            if node.comb == "add":
-                lines += [f"g{left} = gp{k}", f"g{right} = gp{k}"]
-            else:
-                lines += [f"g{left} = gp{k} * z{right}", f"g{right} = gp{k} * z{left}"]
+    lines += [f"{name} = {expr}" for name, expr in chain_rule(cell, _DACT)]
     out = "g_xp.dtype.element_ty"
-    for i in range(n):
-        gx = f"gp{i}" if cell.nodes[i].comb == "add" else f"gp{i} * h_{i}"
-        lines.append(f"tl.store(g_xp + leaf + {i} * H, ({gx}).to({out}), mask=m)")
-    if any(node.comb != "add" for node in cell.nodes[:n]):
-        for i in range(n):
-            gh_i = f"gp{i}" if cell.nodes[i].comb == "add" else f"gp{i} * x_{i}"
-            lines.append(f"tl.store(g_hp + leaf + {i} * H, ({gh_i}).to({out}), mask=m)")
+    gx, gh = leaf_gradients(cell)
+    lines += [f"tl.store(g_xp + leaf + {i} * H, ({g}).to({out}), mask=m)" for i, g in enumerate(gx)]
+    lines += [f"tl.store(g_hp + leaf + {i} * H, ({g}).to({out}), mask=m)" for i, g in enumerate(gh or ())]
     lines.append("tl.store(gc_prev + st, gc_prev_v.to(gc_prev.dtype.element_ty), mask=m)")
     return _kernel("cell_backward", "g_out, gh, gc, xp, hp, c_prev, g_xp, g_hp, gc_prev", lines)
 
@@ -182,11 +142,6 @@ def backward_kernel_source(cell: Cell, compute: str = "tl.float32") -> str:
 def _kernel(name: str, args: str, lines: list[str]) -> str:
     return (f"@triton.jit\ndef {name}({args}, H, BLOCK: tl.constexpr):\n"
             + "".join(f"    {line}\n" for line in lines))
-
-
-def all_leaves_add(cell: Cell) -> bool:
-    """Whether every leaf adds its two projections (then the gradients w.r.t. both are the same tensor)."""
-    return all(node.comb == "add" for node in cell.nodes[: cell.base])
 
 
 class Kernels:
