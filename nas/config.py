@@ -322,7 +322,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ValueError(f"{key}: {value!r} is not a valid {wanted}")
 
 
-def _build(cls: type, table: Any, section: str) -> Any:
+def _build(cls: type, table: Any, section: str, base: Any = None) -> Any:
+    """``cls`` from ``table``; a setting the table leaves out keeps its value in ``base`` (a section's default in
+    SearchConfig, e.g. the search's lr of 5.0 when a ``[train]`` table sets only ``precision``), else the class's
+    default."""
     prefix = f"{section}." if section else ""
     if not isinstance(table, dict):
         raise ValueError(f"[{section}]: expected a table of settings, got {table!r}")
@@ -342,10 +345,10 @@ def _build(cls: type, table: Any, section: str) -> Any:
                 raise ValueError(f"space.layers: expected a table of name = [choices], got {value!r}")
             kwargs[key] = value
         elif cls is SearchConfig and key in _SECTIONS:
-            kwargs[key] = _build(_SECTIONS[key], value, key)
+            kwargs[key] = _build(_SECTIONS[key], value, key, base=getattr(SearchConfig(), key))
         else:
             kwargs[key] = _coerce(prefix + key, value, hints[key])
-    return cls(**kwargs)
+    return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
 
 
 def _initial_list(value: Any) -> tuple[Any, ...]:
