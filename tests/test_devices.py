@@ -5,6 +5,8 @@ cell against the reference in float32 and under bfloat16 autocast, a child's tra
 import dataclasses
 import importlib.util
 import math
+import os
+import shutil
 import sys
 import uuid
 
@@ -21,7 +23,8 @@ from workers.data import Corpus
 from workers.train import train_child
 
 TEXT = "the cat sat on the mat. the dog sat on the log. a cat and a dog sat on a mat.\n"
-KERNELS = ["torch"] + (["triton"] if importlib.util.find_spec("triton") else [])
+KERNELS = ["torch"] + (["triton"] if importlib.util.find_spec("triton") else []) + (
+    ["native"] if shutil.which(os.environ.get("CC") or "cc") else [])
 
 
 def tiny_corpus(repeats=40):

@@ -13,7 +13,7 @@ CELLS = [known_cell(name) for name in ("nascell", "lstm", "tanh_rnn")] + [
 
 def _pair(cell, layers=1, dropout=0.0):
     torch.manual_seed(0)
-    fused = CellRNN(cell, 4, 5, layers, dropout).double()
+    fused = CellRNN(cell, 4, 5, layers, dropout, kernels="torch").double()
     ref = CellRNN(cell, 4, 5, layers, dropout, fused=False).double()
     ref.load_state_dict(fused.state_dict())
     return fused, ref
@@ -58,7 +58,7 @@ def test_fused_backward_passes_gradcheck(name):
 def test_fused_float32_matches_the_reference_to_float_tolerance_and_runs_without_grad():
     cell = random_cell(8, 3)
     torch.manual_seed(0)
-    fused = CellLayer(cell, 16, 32)
+    fused = CellLayer(cell, 16, 32, kernels="torch")
     ref = CellLayer(cell, 16, 32, fused=False)
     ref.load_state_dict(fused.state_dict())
     x, z = torch.randn(35, 8, 16), torch.zeros(8, 32)
@@ -89,7 +89,7 @@ def test_saved_step_tensors_are_freed_with_the_outputs():
     grew ~50 MB per training step at search sizes before the returned state was made a fresh tensor)."""
     import weakref
 
-    layer = CellLayer(known_cell("nascell"), 4, 5)
+    layer = CellLayer(known_cell("nascell"), 4, 5, kernels="torch")
     z = torch.zeros(3, 5)
     out, (h, c) = layer(torch.randn(6, 3, 4), (z, z))
     saved = weakref.ref(out.grad_fn.saved_tensors[-1])  # a step's node output

@@ -8,11 +8,10 @@ import torch
 pytest.importorskip("triton")
 
 from search_spaces import known_cell, random_cell  # noqa: E402
-from workers.cell_rnn import CellLayer, CellRNN  # noqa: E402
+from workers.cell_rnn import CellLayer, CellRNN, check_kernels  # noqa: E402
 from workers.triton_cell import (  # noqa: E402
     TritonSequence,
     backward_kernel_source,
-    check_kernels,
     compile_kernels,
     forward_kernel_source,
     use_triton,
@@ -127,7 +126,7 @@ def test_kernel_sources_name_every_node_and_the_auto_choice():
     assert fwd.startswith("@triton.jit") and "tl.store(c_out" in fwd and "tl.store(gc_prev" in bwd
     assert use_triton("triton", torch.zeros(1)) and not use_triton("torch", torch.zeros(1))
     assert not use_triton("auto", torch.zeros(1))  # auto: torch ops on a CPU tensor
-    with pytest.raises(ValueError, match="cell kernels: 'cuda' is not one of auto, torch, triton"):
+    with pytest.raises(ValueError, match="cell kernels: 'cuda' is not one of auto, torch, triton, native"):
         check_kernels("cuda")
     with pytest.raises(ValueError, match="cell kernels"):
         CellLayer(cell, 4, 5, kernels="fast")

@@ -11,21 +11,67 @@ matmul and the cell's straight-line step function.
 Two paths compute the same numbers: the default ``fused=True`` runs each layer's whole sequence as one autograd
 node with a generated backward; ``fused=False`` is the reference, the step of :mod:`workers.cell_code` under plain
 autograd (the code ``nas export`` writes). The fused path's element-wise work runs as torch operations
-(:mod:`workers.fused_cell`, ~10-20% faster than the reference on CPU) or as one generated Triton kernel per step
-each way (:mod:`workers.triton_cell`, for GPUs); ``kernels="auto"`` picks Triton for CUDA tensors when it is
-installed. Under bfloat16 autocast the fused path stores the whole recurrence, state included, in bfloat16.
+(:mod:`workers.fused_cell`, ~10-20% faster than the reference on CPU), as one generated Triton kernel per step
+each way (:mod:`workers.triton_cell`, for GPUs) or as one generated C function per step each way
+(:mod:`workers.native_cell`, for CPUs); :func:`kernel_path` says which runs. Under bfloat16 autocast the fused
+path stores the whole recurrence, state included, in bfloat16.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from search_spaces.cell import Cell
+from workers import native_cell, triton_cell
 from workers.cell_code import compile_step
+from workers.child_settings import KERNELS
 from workers.fused_cell import CellSequence, compile_cell
-from workers.triton_cell import TritonSequence, check_kernels, compile_kernels, use_triton
+from workers.triton_cell import TritonSequence, compile_kernels, use_triton
+
+_warned: set[str] = set()
+
+
+def check_kernels(kernels: str) -> None:
+    """Raise ValueError unless ``kernels`` is one of :data:`workers.child_settings.KERNELS` and can run here."""
+    if kernels not in KERNELS:
+        raise ValueError(f"cell kernels: {kernels!r} is not one of {', '.join(KERNELS)}")
+    if kernels == "triton" and not triton_cell.available():
+        raise ValueError("cell kernels 'triton' need Triton: pip install triton, or use 'auto'")
+    if kernels == "native":
+        try:
+            native_cell.toolchain()
+        except native_cell.NativeUnavailable as e:
+            raise ValueError(f"cell kernels 'native' need a C compiler ({e}); or use 'auto'") from None
+
+
+def kernel_path(kernels: str, cell: Cell, tensor: torch.Tensor) -> str:
+    """Which path runs ``cell``'s sequences of tensors like ``tensor`` under the ``kernels`` setting: "triton"
+    (CUDA, see :func:`workers.triton_cell.use_triton`), "native" (generated C on a CPU, float32 or float64;
+    "auto" takes it when the cell compiles) or "torch" (torch operations). When "auto" or "native" cannot use
+    the C kernels on a CPU, a warning says why, once per process and reason; an explicit "native" whose cell
+    does not compile raises :class:`workers.native_cell.NativeUnavailable`."""
+    if use_triton(kernels, tensor):
+        return "triton"
+    if kernels not in ("auto", "native") or (kernels == "auto" and tensor.device.type != "cpu"):
+        return "torch"
+    why = native_cell.supports(tensor)
+    if not why:
+        try:
+            native_cell.load(cell)
+            return "native"
+        except native_cell.NativeUnavailable as e:
+            if kernels == "native":
+                raise
+            why = str(e)
+    reason = why.split(":")[0]
+    if reason not in _warned:
+        _warned.add(reason)
+        warnings.warn(f"cells run with torch operations, not the generated C kernels: {why}", stacklevel=2)
+    return "torch"
 
 
 class CellLayer(nn.Module):
@@ -40,6 +86,7 @@ class CellLayer(nn.Module):
         self.input_proj = nn.Linear(input_size, cell.base * hidden_size)
         self.hidden_proj = nn.Linear(hidden_size, cell.base * hidden_size, bias=False)
         self._step = compile_step(cell)
+        self._paths: dict[tuple[torch.device, torch.dtype], str] = {}  # kernel_path per device and dtype
 
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
@@ -50,8 +97,14 @@ class CellLayer(nn.Module):
         if self.fused:
             dtype = x_proj.dtype  # bfloat16 under autocast: the whole recurrence is stored in it
             args = (x_proj, w_hidden.to(dtype), h.to(dtype), c.to(dtype))
-            if use_triton(self.kernels, x_proj):
+            where = (x_proj.device, x_proj.dtype)
+            if where not in self._paths:
+                self._paths[where] = kernel_path(self.kernels, self.cell, x_proj)
+            path = self._paths[where]
+            if path == "triton":
                 out, h, c = TritonSequence.apply(*args, compile_kernels(self.cell))
+            elif path == "native":
+                out, h, c = native_cell.NativeSequence.apply(*args, native_cell.load(self.cell))
             else:
                 out, h, c = CellSequence.apply(*args, compile_cell(self.cell))
             return out, (h, c)

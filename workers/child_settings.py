@@ -14,9 +14,10 @@ from typing import Any
 RNNS = ("cell", "torch-lstm", "torch-gru")
 """What the recurrent layers are: the searched cell, or ``torch.nn.LSTM`` (the reference)."""
 
-KERNELS = ("auto", "torch", "triton")
+KERNELS = ("auto", "torch", "triton", "native")
 """How the fused path runs a cell's element-wise step: "torch" (:mod:`workers.fused_cell`), "triton"
-(:mod:`workers.triton_cell`), or "auto": Triton for CUDA tensors when Triton is installed, torch otherwise."""
+(:mod:`workers.triton_cell`), "native" (generated C, :mod:`workers.native_cell`), or "auto": Triton for CUDA
+tensors when Triton is installed, the C kernels on a CPU when a C compiler builds them, torch otherwise."""
 
 CUDA_GRAPHS = ("auto", "off")
 """``train.cuda_graphs``: "auto" captures the training step on CUDA devices (and never on a CPU); "off" trains
@@ -103,8 +104,9 @@ class TrainConfig:
     """"float32", or "bfloat16": forward passes under ``torch.autocast`` (weights and optimizer stay float32).
     Worth it on GPUs with bf16 tensor cores; on CPUs without bf16 instructions it is slower."""
     cell_kernels: str = "auto"
-    """How the cell's element-wise step runs (:data:`KERNELS`): "auto" (generated Triton
-    kernels on CUDA when Triton is installed, torch operations otherwise), "torch" or "triton"."""
+    """How the cell's element-wise step runs (:data:`KERNELS`): "auto" (generated Triton kernels on CUDA when
+    Triton is installed, generated C kernels on a CPU when a C compiler is found, torch operations otherwise),
+    "torch", "triton" or "native"."""
     cuda_graphs: str = "auto"
     """"auto": on a CUDA device, capture each child's training step as a CUDA graph and replay it per window
     (:mod:`workers.cuda_graph`; never on a CPU); "off": eager steps."""

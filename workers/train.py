@@ -23,12 +23,12 @@ import torch
 from torch import nn
 
 from search_spaces.cell import Cell
+from workers.cell_rnn import kernel_path
 from workers.child_settings import Budget, ModelConfig, TrainConfig, split_hparams
 from workers.cuda_graph import GraphedTrainStep
 from workers.data import Corpus, batchify
 from workers.model import ChildLM, State, build_child, count_parameters
 from workers.outcome import ChildOutcome
-from workers.triton_cell import use_triton
 
 DIVERGED_LOSS = 700.0
 """Mean cross-entropy (nats/token) above which a child counts as diverged: exp(700) is near the float64 limit,
@@ -305,7 +305,8 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
     per_epoch = batches_per_epoch(budget, train.size(0), tcfg.bptt)
     cursor = done = 0  # next window (carried over epochs cut short by max_batches); batches done in all epochs
     rungs, rung_reports = set(budget.report_at), []
-    kernels = "" if mcfg.rnn != "cell" else "triton" if use_triton(tcfg.cell_kernels, train) else "torch"
+    compute = torch.empty(0, device=dev, dtype=torch.bfloat16 if tcfg.precision == "bfloat16" else torch.float32)
+    kernels = "" if mcfg.rnn != "cell" else kernel_path(tcfg.cell_kernels, cell, compute)
 
     def rung(loss: float, epoch: int, seconds: float) -> None:
         rung_reports.append(RungReport(done, epoch, loss, perplexity(loss), seconds, params))

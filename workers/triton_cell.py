@@ -37,7 +37,6 @@ from torch.autograd.function import once_differentiable
 
 from search_spaces.cell import Cell
 from workers.cell_code import load_function
-from workers.child_settings import KERNELS
 from workers.kernel_source import all_leaves_add, chain_rule, forward_tree, leaf_gradients
 
 _ACT = {"identity": "{}", "tanh": "_tanh({})", "sigmoid": "tl.sigmoid({})", "relu": "tl.maximum({}, 0.0)"}
@@ -60,14 +59,6 @@ def _tanh(x):
 def available() -> bool:
     """Whether Triton is installed (it is imported only when a kernel is generated)."""
     return importlib.util.find_spec("triton") is not None
-
-
-def check_kernels(kernels: str) -> None:
-    """Raise ValueError unless ``kernels`` is one of :data:`workers.child_settings.KERNELS` and can run here."""
-    if kernels not in KERNELS:
-        raise ValueError(f"cell kernels: {kernels!r} is not one of {', '.join(KERNELS)}")
-    if kernels == "triton" and not available():
-        raise ValueError("cell kernels 'triton' need Triton: pip install triton, or use 'auto'")
 
 
 def use_triton(kernels: str, tensor: torch.Tensor) -> bool:
