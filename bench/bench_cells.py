@@ -1,11 +1,19 @@
 """Training throughput of searched cells vs ``nn.LSTM``, side by side in one process.
 
 Prints training tokens/s for (a) ``nn.LSTM`` inside :class:`workers.model.ChildLM` (the reference), (b) the
-"matmul floor": a base-8 cell's matrix products with one tanh per step (:class:`MatmulFloorRNN`), the ceiling
-of any base-8 cell here, (c) the ``nascell`` through :class:`workers.cell_rnn.CellRNN` on the default fused path
-and (d) on the reference path, (e) the other known cells (``lstm`` and ``tanh_rnn`` as trees of the space),
-(f) N random base-8 cells (``random_cell(8, seed)``, seeds 0..N-1), all at identical sizes, and the "setup" time
-from a new architecture to its first training step.
+"matmul floor": a base-8 cell's matrix products with one tanh per step (:class:`MatmulFloorRNN`, run by the torch
+fused loop), what a base-8 cell costs with almost no element-wise work, (c) the ``nascell`` through
+:class:`workers.cell_rnn.CellRNN` on the default fused path and (d) on the reference path, (e) the other known
+cells (``lstm`` and ``tanh_rnn`` as trees of the space), (f) N random base-8 cells (``random_cell(8, seed)``, seeds
+0..N-1), all at identical sizes, and the "setup" time from a new architecture to its first training step. Where
+the default path is not torch operations (on a CPU with a C compiler: the generated C kernels of
+:mod:`workers.native_cell`), the nascell and the random cells are also timed with torch operations
+("…, torch ops"; ``--no-torch-ops`` skips them), and setup is timed cold (the cell compiled into an empty kernel
+cache) and cached (the same cell loaded from the cache by a process that has not used it).
+
+Presets: ``word`` (PTB-like: vocab 10k, E=H=200, batch 20, 2 layers), ``char`` (vocab 65, E=H=256, batch 32, 2
+layers), ``search`` (the default ``nas search`` child: E=H=128, 2 layers) and ``bench`` (the search-quality
+benchmark's child: E=H=64, 1 layer), all with BPTT 35.
 
 On a CPU, subnormal floats are flushed to zero (``torch.set_flush_denormal(True)``), as every child and
 ``nas train`` do (:func:`workers.train.train_child`): the nascell drifts into subnormals, which CPUs process several
@@ -24,22 +32,26 @@ each, oversubscribed steps can get 10-50x slower, and not by the same factor for
 
 The last line is a one-line summary, e.g. (figures for the format only)::
 
-    cell_vs_lstm=0.55x nascell_vs_lstm=0.53x floor_vs_lstm=0.70x known_vs_random=0.96x setup=0.12s
+    cell_vs_lstm=0.55x nascell_vs_lstm=0.53x floor_vs_lstm=0.70x cell_vs_floor=0.79 torch_ops_vs_floor=0.60
+    known_vs_random=0.96x setup=0.12s setup_cached=0.02s (native path, preset word)
 
-(median ratio over the random cells, the nascell ratio, the matmul floor's ratio, the slowest known cell's ratio
-over the random cells' median, median setup seconds of a new random cell). ``bench/bench_speed.py`` runs this for
-both presets plus ``bench/bench_search.py``.
+(median ratio over the random cells, the nascell ratio, the matmul floor's ratio, the random cells' median over the
+floor on the default path and with torch operations (nan when not timed), the slowest known cell's ratio over the
+random cells' median, median setup seconds of a new random cell, cold and cached). ``bench/bench_speed.py`` runs
+this for the presets plus ``bench/bench_search.py``.
 
-Usage: ``python bench/bench_cells.py [--preset word|char] [--threads K] [--steps S] [--repeats R] ...``
+Usage: ``python bench/bench_cells.py [--preset word|char|search|bench] [--threads K] [--steps S] [--repeats R] ...``
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +62,8 @@ from torch import nn
 
 from search_spaces import KNOWN_CELLS, known_cell, random_cell
 from search_spaces.cell import Cell
-from workers.cell_rnn import CellRNN
+from workers import native_cell
+from workers.cell_rnn import CellRNN, kernel_path
 from workers.fused_cell import CellSequence
 from workers.model import ChildLM
 
@@ -61,6 +74,10 @@ PRESETS: dict[str, dict[str, int]] = {
     "word": dict(vocab=10000, emb=200, hidden=200, batch=20, bptt=35, layers=2),
     # Character LM (tiny-shakespeare-sized vocabulary): the softmax is cheap, so the RNN dominates.
     "char": dict(vocab=65, emb=256, hidden=256, batch=32, bptt=35, layers=2),
+    # The default `nas search` child (nas/config.py: 2 layers, hidden 128, batch 32, Tiny Shakespeare's vocabulary).
+    "search": dict(vocab=65, emb=128, hidden=128, batch=32, bptt=35, layers=2),
+    # The search-quality benchmark's child (bench/bench_search_quality.py: 1 layer, hidden 64, batch 32).
+    "bench": dict(vocab=65, emb=64, hidden=64, batch=32, bptt=35, layers=1),
 }
 
 SETUP_SEED_OFFSET = 1_000_000
@@ -100,8 +117,8 @@ def build_lstm(sizes: Sizes) -> ChildLM:
     return ChildLM(sizes.vocab, rnn, sizes.emb, sizes.hidden, dropout=0.0)
 
 
-def build_cell(cell: Cell, sizes: Sizes, fused: bool = True) -> ChildLM:
-    rnn = CellRNN(cell, sizes.emb, sizes.hidden, sizes.layers, dropout=0.0, fused=fused)
+def build_cell(cell: Cell, sizes: Sizes, fused: bool = True, kernels: str = "auto") -> ChildLM:
+    rnn = CellRNN(cell, sizes.emb, sizes.hidden, sizes.layers, dropout=0.0, fused=fused, kernels=kernels)
     return ChildLM(sizes.vocab, rnn, sizes.emb, sizes.hidden, dropout=0.0)
 
 
@@ -241,6 +258,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--random-cells", type=int, default=5, help="random base-8 cells (seeds 0..N-1)")
     p.add_argument("--lr", type=float, default=20.0, help="SGD learning rate (word_language_model default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the torch RNG for weights and token ids")
+    p.add_argument("--no-torch-ops", action="store_true",
+                   help="do not also time the cells with torch operations (when the default path is another)")
     p.add_argument("--keep-denormals", action="store_true",
                    help="do not flush subnormal floats on a CPU (training flushes them)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -274,6 +293,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"BPTT {sizes.bptt}, layers {sizes.layers}; {args.warmup} warm-up steps, then {args.repeats} rounds x "
           f"{args.steps} timed steps per variant; SGD lr {args.lr}, clip 0.25, dropout 0; subnormal floats "
           f"{'flushed to zero' if flush else 'kept'}")
+    auto_path = kernel_path("auto", known_cell("nascell"), torch.empty(0, device=device))
+    print(f"cells' element-wise steps: {auto_path} (the default here)")
 
     variants: dict[str, Callable[[], ChildLM]] = {"nn.LSTM": lambda: build_lstm(sizes)}
     variants["matmul floor (base 8)"] = lambda: build_floor(sizes)
@@ -285,6 +306,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             variants[name] = lambda c=known_cell(name): build_cell(c, sizes)  # noqa: B008
     for seed in range(args.random_cells):
         variants[f"random_cell(8, {seed})"] = lambda c=random_cell(8, seed): build_cell(c, sizes)  # noqa: B008
+    # the same cells with their element-wise steps as torch operations, where "auto" picks another path
+    if auto_path != "torch" and not args.no_torch_ops:
+        for name in ["nascell"] + [f"random_cell(8, {seed})" for seed in range(args.random_cells)]:
+            cell = known_cell(name) if name == "nascell" else random_cell(8, int(name.split()[-1][:-1]))
+            variants[f"{name}, torch ops"] = lambda c=cell: build_cell(c, sizes, kernels="torch")  # noqa: B008
     trainers = {name: Trainer(make(), device, args.lr) for name, make in variants.items()}
     for name, tr in trainers.items():
         print(f"  {name:<24} {sum(p.numel() for p in tr.params):>10,} parameters")
@@ -305,13 +331,27 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # Setup: a new architecture (never built in this process) to its first training step done.
     # Interleaved like the throughput rounds; each cell comes from a seed no other measurement uses.
+    # With the C kernels, "cold" compiles the cell (an empty kernel cache) and "cached" loads it from the cache
+    # into a process that has not used it yet, as a second search worker would.
     setup_lstm: list[float] = []
     setup_cell: list[float] = []
-    for r in range(args.repeats):
-        setup_lstm.append(time_setup(lambda: build_lstm(sizes), batches[0], device, args.lr))
-        seed = SETUP_SEED_OFFSET + r
-        setup_cell.append(time_setup(lambda seed=seed: build_cell(random_cell(8, seed), sizes), batches[0], device,
-                                     args.lr))
+    setup_cached: list[float] = []
+    with tempfile.TemporaryDirectory() as cache:
+        previous = os.environ.get("NAS_KERNEL_CACHE")
+        os.environ["NAS_KERNEL_CACHE"] = cache
+        try:
+            for r in range(args.repeats):
+                setup_lstm.append(time_setup(lambda: build_lstm(sizes), batches[0], device, args.lr))
+                make = functools.partial(build_cell, random_cell(8, SETUP_SEED_OFFSET + r), sizes)
+                setup_cell.append(time_setup(make, batches[0], device, args.lr))
+                native_cell.forget()
+                setup_cached.append(time_setup(make, batches[0], device, args.lr))
+        finally:
+            native_cell.forget()
+            if previous is None:
+                os.environ.pop("NAS_KERNEL_CACHE")
+            else:
+                os.environ["NAS_KERNEL_CACHE"] = previous
     total = time.perf_counter() - bench_start
 
     ref = tps["nn.LSTM"]
@@ -322,12 +362,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, v in tps.items():
         med = statistics.median(v)
         print(f"| {name} | {med:,.0f} | {1000 * sizes.tokens_per_step / med:.0f} | {ratios[name]:.2f}x |")
-    random_names = [n for n in tps if n.startswith("random_cell")]
+    random_names = [n for n in tps if n.startswith("random_cell") and not n.endswith(", torch ops")]
     cell_ratio = statistics.median(ratios[n] for n in random_names) if random_names else float("nan")
+    torch_names = [n + ", torch ops" for n in random_names if n + ", torch ops" in tps]
+    torch_ratio = statistics.median(ratios[n] for n in torch_names) if torch_names else float("nan")
     print()
     print(f"setup (new architecture -> first step done, median of {args.repeats}): nn.LSTM "
           f"{statistics.median(setup_lstm):.2f}s, new random cell {statistics.median(setup_cell):.2f}s "
-          f"(runs: {', '.join(f'{s:.2f}' for s in setup_cell)})")
+          f"(runs: {', '.join(f'{s:.2f}' for s in setup_cell)}), the same cell again in a fresh process state "
+          f"{statistics.median(setup_cached):.2f}s" + (" (compiled, then from the kernel cache)"
+                                                      if auto_path == "native" else ""))
     print(f"median ratio over {len(random_names)} random cells: {cell_ratio:.2f}x; measuring took {total:.0f}s; "
           f"load average now {load_average()}")
     floor, speedup = ratios["matmul floor (base 8)"], median_ratio(tps["nascell"], tps["nascell, reference path"])
@@ -335,13 +379,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     slowest = min(known, key=known.get)
     print("known cells over the random cells' median: " + ", ".join(f"{n} {r:.2f}x" for n, r in known.items())
           + f"; the slowest, {slowest}, is {'within' if known[slowest] >= 0.9 else 'MORE than'} 10% of them")
-    print(f"ceiling: the base-8 matrix products alone run at {floor:.2f}x nn.LSTM, so no base-8 cell can beat that "
-          f"here; the fused path is {speedup:.2f}x the reference path (nascell)")
+    print(f"floor: the base-8 matrix products with one tanh per step run at {floor:.2f}x nn.LSTM; the random cells "
+          f"reach {cell_ratio / floor:.2f} of it on the {auto_path} path"
+          + (f" ({torch_ratio / floor:.2f} with torch operations)" if torch_names else "")
+          + f"; the fused path is {speedup:.2f}x the reference path (nascell)")
     summary = {"cell_vs_lstm": cell_ratio, "nascell_vs_lstm": ratios["nascell"], "floor_vs_lstm": floor,
+               "cell_vs_floor": cell_ratio / floor, "torch_ops_vs_floor": torch_ratio / floor,
                "fused_vs_reference": speedup, "known_vs_random": known[slowest],
-               "setup": statistics.median(setup_cell)}
+               "setup": statistics.median(setup_cell), "setup_cached": statistics.median(setup_cached)}
     print(f"cell_vs_lstm={cell_ratio:.2f}x nascell_vs_lstm={ratios['nascell']:.2f}x floor_vs_lstm={floor:.2f}x "
-          f"known_vs_random={known[slowest]:.2f}x setup={summary['setup']:.2f}s")
+          f"cell_vs_floor={cell_ratio / floor:.2f} torch_ops_vs_floor={torch_ratio / floor:.2f} "
+          f"known_vs_random={known[slowest]:.2f}x setup={summary['setup']:.2f}s "
+          f"setup_cached={summary['setup_cached']:.2f}s ({auto_path} path, preset "
+          f"{args.preset})")
     return summary
 
 
