@@ -285,6 +285,57 @@ def train_child(
                             evaluate_test, on_rung, on_progress)
 
 
+@dataclass
+class Position:
+    """Where a child's training stands between two training steps: everything besides the weights, the optimiser
+    and the random state that going on from here needs."""
+
+    epoch: int = 1
+    """The epoch being trained (from 1)."""
+    batches: int = 0
+    """Training batches done in this epoch."""
+    done: int = 0
+    """Training batches done in all epochs (the fidelity reached)."""
+    cursor: int = 0
+    """The next BPTT window of the training split (carried over epochs cut short by ``max_batches``)."""
+    loss_sum: float = 0.0
+    """This epoch's summed training loss so far."""
+    tokens: int = 0
+    """This epoch's training tokens so far."""
+    epoch_seconds: float = 0.0
+    """This epoch's training seconds before the current stretch of steps."""
+    train_seconds: float = 0.0
+    """Training seconds of the finished epochs."""
+    best_loss: float = math.inf
+    stale: int = 0
+    """Epochs in a row without a better validation loss (what ``patience`` counts)."""
+    stale_epochs: int = 0
+    """Epochs so far without a better validation loss (what the "plateau" schedule divides the rate by)."""
+    history: list[EpochReport] = dataclasses.field(default_factory=list)
+    rungs: list[RungReport] = dataclasses.field(default_factory=list)
+    hidden: State | None = None
+    """The recurrent state carried into the next window (None at the start of an epoch or of the split)."""
+
+
+class _EpochClock:
+    """An epoch's training seconds: the wall time since this stretch of it began, less what ran inside
+    :meth:`excluded` (evaluations), plus ``before`` (earlier stretches of the same epoch)."""
+
+    def __init__(self, before: float = 0.0) -> None:
+        self.before, self.start, self.skipped = before, time.perf_counter(), 0.0
+
+    @contextlib.contextmanager
+    def excluded(self):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.skipped += time.perf_counter() - began
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.start - self.skipped
+
+
 def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch, evaluate_test,
                  on_rung, on_progress) -> TrainResult:
     mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
@@ -299,19 +350,17 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
     if graphs:
         step = GraphedTrainStep(step)
 
-    best_loss, best_state = math.inf, None
-    train_seconds, history, stale, stale_epochs = 0.0, [], 0, 0
+    pos, best_state = Position(), None
     windows = list(range(0, train.size(0) - 1, tcfg.bptt))  # start row of every BPTT window of the split
     per_epoch = batches_per_epoch(budget, train.size(0), tcfg.bptt)
-    cursor = done = 0  # next window (carried over epochs cut short by max_batches); batches done in all epochs
-    rungs, rung_reports = set(budget.report_at), []
+    rungs = set(budget.report_at)
     compute = torch.empty(0, device=dev, dtype=torch.bfloat16 if tcfg.precision == "bfloat16" else torch.float32)
     kernels = "" if mcfg.rnn != "cell" else kernel_path(tcfg.cell_kernels, cell, compute)
 
     def rung(loss: float, epoch: int, seconds: float) -> None:
-        rung_reports.append(RungReport(done, epoch, loss, perplexity(loss), seconds, params))
+        pos.rungs.append(RungReport(pos.done, epoch, loss, perplexity(loss), seconds, params))
         if on_rung is not None:
-            on_rung(rung_reports[-1])
+            on_rung(pos.rungs[-1])
 
     def result(status: str, message: str = "") -> TrainResult:
         test_ppl = math.nan
@@ -319,70 +368,72 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
             model.load_state_dict(best_state)
             test = batchify(corpus.test, tcfg.eval_batch_size).to(dev)
             test_ppl = perplexity(evaluate(model, test, tcfg.bptt, tcfg.precision))
-        return TrainResult(status, perplexity(best_loss) if history else math.nan, len(history), params,
-                           train_seconds, message, test_ppl, tuple(history), best_state,
+        history = pos.history
+        return TrainResult(status, perplexity(pos.best_loss) if history else math.nan, len(history), params,
+                           pos.train_seconds, message, test_ppl, tuple(history), best_state,
                            stopped_early=len(history) < budget.epochs and status == "completed",
-                           cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off", batches=done,
-                           rungs=tuple(rung_reports), kernels=kernels)
+                           cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off", batches=pos.done,
+                           rungs=tuple(pos.rungs), kernels=kernels)
 
-    for epoch in range(1, budget.epochs + 1):
-        lr = lr_at(tcfg, epoch, stale_epochs)
+    while pos.epoch <= budget.epochs:
+        epoch = pos.epoch
+        lr = lr_at(tcfg, epoch, pos.stale_epochs)
         step.set_lr(lr)
         model.train()
-        state: State | None = None
-        loss_sum = torch.zeros((), device=dev)
-        tokens = batches = 0
-        start, evaluating = time.perf_counter(), 0.0
-        while batches < per_epoch:
-            if cursor == len(windows):  # the end of the split: continue from its start, with a fresh state
-                cursor, state = 0, None
-            i = windows[cursor]
-            cursor += 1
+        state = pos.hidden
+        loss_sum = torch.full((), pos.loss_sum, device=dev)
+        clock = _EpochClock(pos.epoch_seconds)
+        while pos.batches < per_epoch:
+            if pos.cursor == len(windows):  # the end of the split: continue from its start, with a fresh state
+                pos.cursor, state = 0, None
+            i = windows[pos.cursor]
+            pos.cursor += 1
             n = min(tcfg.bptt, train.size(0) - 1 - i)
             inputs, targets = train[i : i + n], train[i + 1 : i + 1 + n]  # (n, B)
             loss, state = step(inputs, targets, state)
             loss_sum += loss
-            tokens += targets.numel()
-            batches += 1
-            done += 1
-            if batches % 25 == 0:  # one device sync per 25 steps
-                running = loss_sum.item() / batches
+            pos.tokens += targets.numel()
+            pos.batches += 1
+            pos.done += 1
+            if pos.batches % 25 == 0:  # one device sync per 25 steps
+                running = loss_sum.item() / pos.batches
                 if _diverged(running):
                     break
                 if on_progress is not None:
-                    on_progress(BatchProgress(epoch, batches, per_epoch, running, tokens))
-            if done in rungs and batches < per_epoch:  # a rung at the epoch's end uses the epoch's evaluation
-                rung_start = time.perf_counter()
-                rung_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
-                model.train()
-                evaluating += time.perf_counter() - rung_start
+                    on_progress(BatchProgress(epoch, pos.batches, per_epoch, running, pos.tokens))
+            if pos.done in rungs and pos.batches < per_epoch:  # a rung at the epoch's end uses its evaluation
+                with clock.excluded():
+                    rung_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
+                    model.train()
                 if _diverged(rung_loss):
-                    train_seconds += time.perf_counter() - start - evaluating
-                    return result("diverged", f"validation loss became {rung_loss} after {done} batches")
-                rung(rung_loss, epoch, train_seconds + time.perf_counter() - start - evaluating)
+                    pos.train_seconds += clock.seconds()
+                    return result("diverged", f"validation loss became {rung_loss} after {pos.done} batches")
+                rung(rung_loss, epoch, pos.train_seconds + clock.seconds())
         if budget.max_batches is None:
-            cursor = 0  # whole epochs: each starts at the beginning of the split
-        seconds = time.perf_counter() - start - evaluating
-        train_seconds += seconds
-        train_loss = (loss_sum / max(batches, 1)).item()
+            pos.cursor = 0  # whole epochs: each starts at the beginning of the split
+        seconds = clock.seconds()
+        pos.train_seconds += seconds
+        train_loss = (loss_sum / max(pos.batches, 1)).item()
         if _diverged(train_loss):
             return result("diverged", f"training loss became {train_loss} in epoch {epoch}")
         val_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
         if _diverged(val_loss):
             return result("diverged", f"validation loss became {val_loss} after epoch {epoch}")
-        if done in rungs and batches == per_epoch:
-            rung(val_loss, epoch, train_seconds)
-        if val_loss < best_loss:
-            best_loss, stale = val_loss, 0
+        if pos.done in rungs and pos.batches == per_epoch:
+            rung(val_loss, epoch, pos.train_seconds)
+        if val_loss < pos.best_loss:
+            pos.best_loss, pos.stale = val_loss, 0
             if evaluate_test:  # a CPU copy: no second model in GPU memory
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
-            stale, stale_epochs = stale + 1, stale_epochs + 1
-        report = EpochReport(epoch, train_loss, val_loss, perplexity(val_loss), perplexity(best_loss), lr, tokens,
-                             train_seconds, tokens / seconds if seconds > 0 else math.nan, done)
-        history.append(report)
+            pos.stale, pos.stale_epochs = pos.stale + 1, pos.stale_epochs + 1
+        report = EpochReport(epoch, train_loss, val_loss, perplexity(val_loss), perplexity(pos.best_loss), lr,
+                             pos.tokens, pos.train_seconds, pos.tokens / seconds if seconds > 0 else math.nan,
+                             pos.done)
+        pos.history.append(report)
         if on_epoch is not None:
             on_epoch(report)
-        if budget.patience is not None and stale >= budget.patience:
+        if budget.patience is not None and pos.stale >= budget.patience:
             break
+        pos.epoch, pos.batches, pos.loss_sum, pos.tokens, pos.epoch_seconds, pos.hidden = epoch + 1, 0, 0.0, 0, 0, None
     return result("completed")
