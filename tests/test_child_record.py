@@ -22,7 +22,8 @@ def test_a_record_written_before_child_record_reads_and_writes_back_the_same(tmp
     [record] = read_children(tmp_path)
     assert record.trial_id == "a1b2c_00003" and record.index == 3 and record.reused_from is None
     assert record.outcome == ChildOutcome("completed", 12.63, 543041, 16.4, 2, "", 200, {}, "torch", "off")
-    assert record.to_dict() == json.loads(OLD_LINE)
+    # written back: the same, plus the fields added since, at their defaults (resumed_from 0: trained from the start)
+    assert record.to_dict() == {**json.loads(OLD_LINE), "resumed_from": 0}
 
 
 def test_missing_fields_take_their_defaults_and_null_reads_as_nan(tmp_path):

@@ -159,3 +159,56 @@ def test_a_worker_node_lost_mid_child_is_retried_and_no_child_is_lost_or_doubled
             search.kill()
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_a_child_whose_worker_is_killed_resumes_from_its_checkpoint_and_ends_as_without_the_fault(tmp_path):
+    """The worker is SIGKILLed right after the child's first checkpoint: Tune retries the child, which resumes
+    from that checkpoint (not from batch 0) and reaches the very perplexity of the same child trained here without
+    a fault; its checkpoint is deleted once it has finished."""
+    import json
+    import os
+    import signal
+    import threading
+    import time
+
+    import pytest
+    import torch
+
+    from search_spaces import ChildSpec
+    from workers.data import load_corpus
+    from workers.train import train_child
+
+    cfg = tiny_config(tmp_path, trials=1, concurrency=1, budget={"max_batches": 3000, "checkpoint_every": 0.3})
+    run_dir = tmp_path / "results" / "faults"
+    killed: list[int] = []
+
+    def kill_after_the_first_checkpoint() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            for checkpoint in run_dir.glob("child_*/checkpoint_*"):
+                lines = (checkpoint.parent / "result.json").read_text().splitlines()
+                if lines:
+                    killed.append(json.loads(lines[-1])["pid"])
+                    os.kill(killed[-1], signal.SIGKILL)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_the_first_checkpoint, daemon=True)
+    killer.start()
+    outcome, rows = search_on_local_ray(cfg)
+    killer.join()
+    assert killed, "no checkpoint appeared"
+    [row] = rows
+    assert row["status"] == "completed" and row["pid"] != killed[0]
+    assert 0 < row["resumed_from"] < 3000 and row["fidelity"] == 3000
+    assert not list(run_dir.glob("child_*/checkpoint_*"))
+
+    spec = ChildSpec.from_dict(row["spec"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the trial ran (one CPU)
+    try:
+        undisturbed = train_child(spec.cell, load_corpus(cfg.data.source, cfg.data.level), spec.hparams.as_dict(),
+                                  cfg.budget, cfg.model, cfg.train, seed=row["seed"], device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert row["val_ppl"] == pytest.approx(undisturbed.val_ppl, rel=1e-6)

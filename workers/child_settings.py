@@ -149,6 +149,14 @@ class Budget:
     """Stop early after this many epochs in a row without a better validation loss (None: run every epoch).
     With SGD every such epoch also divides the learning rate by ``lr_decay``, so patience 3 stops once the rate
     has fallen 64-fold (at lr_decay 4) without any gain: converged."""
+    checkpoint_every: float | None = 60.0
+    """Seconds of training between two checkpoints of a child inside an epoch (it also checkpoints at every epoch's
+    end but the last); None ("none" in TOML) never checkpoints. A child whose worker dies is retried from its last
+    checkpoint and ends as it would have without the fault; a resumed search continues unfinished children from
+    theirs. Children shorter than this (the default search's: ~10 s) never write one."""
+    keep_checkpoints: bool = False
+    """Keep each finished child's last checkpoint in its trial folder (by default it is deleted once the child
+    has finished)."""
     report_at: tuple[int, ...] = dataclasses.field(default=(), metadata={"derived": True})
     """Training-batch counts (cumulative over epochs) after which validation perplexity is also measured and
     reported mid-training (:class:`workers.train.RungReport`): the rungs of an early-stopping scheduler, which the
@@ -160,6 +168,13 @@ class Budget:
             raise ValueError(f"budget.report_at: {self.report_at!r} is not allowed; use whole numbers >= 1")
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"budget.epochs: {self.epochs!r} is not allowed; use a whole number >= 1")
+        every = self.checkpoint_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, (int, float))
+                                  or not math.isfinite(every) or every <= 0):
+            raise ValueError(f"budget.checkpoint_every: {every!r} is not allowed; use seconds > 0, or \"none\" to "
+                             "never checkpoint")
+        if not isinstance(self.keep_checkpoints, bool):
+            raise ValueError(f"budget.keep_checkpoints: {self.keep_checkpoints!r} is not allowed; use true or false")
         for name in ("max_batches", "max_eval_tokens", "patience"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):

@@ -43,9 +43,12 @@ class ChildOutcome:
     rung_ppl: dict[str, float] = dataclasses.field(default_factory=dict)
     """Validation perplexity at each rung the child passed (training batches -> perplexity)."""
     kernels: str = ""
-    """How its cell ran: "triton" (GPU kernels), "torch" (torch operations), "" when unknown."""
+    """How its cell ran: "triton" (GPU kernels), "native" (generated C), "torch" (torch operations), "" when
+    unknown."""
     cuda_graphs: str = ""
     """"off", "captured", or why the CUDA graph capture failed ("eager: ..."); "" when unknown."""
+    resumed_from: int = 0
+    """Training batches done when a retried child resumed from its own checkpoint (0: it trained from the start)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -67,6 +70,7 @@ class ChildOutcome:
         known["error"] = str(known.get("error") or "")
         known["epochs"] = int(known.get("epochs") or 0)
         known["fidelity"] = int(known.get("fidelity") or 0)
+        known["resumed_from"] = int(known.get("resumed_from") or 0)
         rung_ppl = dict(known.get("rung_ppl") or {})  # Tune flattens a reported dict into "rung_ppl/<batches>" keys
         rung_ppl.update({k.split("/", 1)[1]: v for k, v in r.items() if k.startswith("rung_ppl/")})
         known["rung_ppl"] = {str(k): float(v) for k, v in rung_ppl.items()}

@@ -122,7 +122,9 @@ class TrainResult:
     rungs: tuple[RungReport, ...] = ()
     """The measurements at ``budget.report_at``."""
     kernels: str = ""
-    """How the cell's steps ran: "triton", "torch" (the fused path's torch operations) or "" (not a cell)."""
+    """How the cell's steps ran: "triton", "native" (generated C), "torch" (torch operations) or "" (not a cell)."""
+    resumed_from: int = 0
+    """Training batches done when this training resumed from a checkpoint (0: it started from the beginning)."""
 
 
 def outcome_of(result: TrainResult) -> ChildOutcome:
@@ -130,7 +132,7 @@ def outcome_of(result: TrainResult) -> ChildOutcome:
     return ChildOutcome(result.status, result.val_ppl, result.params, result.train_seconds, result.epochs,
                         result.message, fidelity=result.batches,
                         rung_ppl={str(r.batches): r.val_ppl for r in result.rungs}, kernels=result.kernels,
-                        cuda_graphs=result.cuda_graphs)
+                        cuda_graphs=result.cuda_graphs, resumed_from=result.resumed_from)
 
 
 def child_parameters(cell: Cell, vocab_size: int, hparams: Mapping[str, Any] | None = None,
@@ -266,6 +268,8 @@ def train_child(
     evaluate_test: bool = False,
     on_rung: Callable[[RungReport], None] | None = None,
     on_progress: Callable[[BatchProgress], None] | None = None,
+    resume: Mapping[str, Any] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train a child LM with ``cell`` on ``corpus``; ``hparams`` override fields of the two configs.
 
@@ -275,6 +279,11 @@ def train_child(
     ``on_epoch`` is called after every epoch,
     ``on_rung`` after each of ``budget.report_at`` training batches (at an epoch's end, with its evaluation),
     ``on_progress`` every 25 training batches inside an epoch.
+
+    Checkpoints: with ``on_checkpoint``, a checkpoint (:func:`checkpoint_of`) is handed to it every
+    ``budget.checkpoint_every`` seconds of training inside an epoch and at the end of every epoch but the last;
+    ``resume`` (such a checkpoint, of this very child: same cell, hyperparameters and seed) continues from it, and
+    the training then ends exactly as it would have without the interruption (tested on CPU).
     """
     dev = pick_device(device)
     if dev.type == "cpu":
@@ -282,7 +291,7 @@ def train_child(
     # Triton launches on the current CUDA device and a CUDA graph captures on it: make it the child's own
     with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
         return _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch,
-                            evaluate_test, on_rung, on_progress)
+                            evaluate_test, on_rung, on_progress, resume, on_checkpoint)
 
 
 @dataclass
@@ -337,7 +346,7 @@ class _EpochClock:
 
 
 def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch, evaluate_test,
-                 on_rung, on_progress) -> TrainResult:
+                 on_rung, on_progress, resume, on_checkpoint) -> TrainResult:
     mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
     torch.manual_seed(seed)
     model = build_child(cell, corpus.vocab_size, mcfg, kernels=tcfg.cell_kernels).to(dev)
@@ -346,11 +355,21 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
     valid_tokens = corpus.valid if budget.max_eval_tokens is None else corpus.valid[: budget.max_eval_tokens]
     valid = batchify(valid_tokens, tcfg.eval_batch_size).to(dev)
     graphs = tcfg.cuda_graphs == "auto" and dev.type == "cuda"
-    step: TrainStep | GraphedTrainStep = TrainStep(model, tcfg, dev, capturable=graphs)
-    if graphs:
-        step = GraphedTrainStep(step)
-
+    eager = TrainStep(model, tcfg, dev, capturable=graphs)
+    child = {"cell": cell.to_json(), "hparams": dict(hparams or {}), "seed": seed}
     pos, best_state = Position(), None
+    if resume is not None:  # before a CUDA graph captures the parameters: loading copies into them
+        pos, best_state = restore_checkpoint(resume, child, model, eager.optimizer, dev)
+    resumed_from = pos.done
+    step: TrainStep | GraphedTrainStep = GraphedTrainStep(eager) if graphs else eager
+    every = budget.checkpoint_every if on_checkpoint is not None else None
+    last_checkpoint = time.perf_counter()
+
+    def checkpoint(**now: Any) -> None:
+        nonlocal last_checkpoint
+        on_checkpoint(checkpoint_of(child, model, eager.optimizer, dataclasses.replace(pos, **now), best_state, dev))
+        last_checkpoint = time.perf_counter()
+
     windows = list(range(0, train.size(0) - 1, tcfg.bptt))  # start row of every BPTT window of the split
     per_epoch = batches_per_epoch(budget, train.size(0), tcfg.bptt)
     rungs = set(budget.report_at)
@@ -373,7 +392,7 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
                            pos.train_seconds, message, test_ppl, tuple(history), best_state,
                            stopped_early=len(history) < budget.epochs and status == "completed",
                            cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off", batches=pos.done,
-                           rungs=tuple(pos.rungs), kernels=kernels)
+                           rungs=tuple(pos.rungs), kernels=kernels, resumed_from=resumed_from)
 
     while pos.epoch <= budget.epochs:
         epoch = pos.epoch
@@ -409,6 +428,9 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
                     pos.train_seconds += clock.seconds()
                     return result("diverged", f"validation loss became {rung_loss} after {pos.done} batches")
                 rung(rung_loss, epoch, pos.train_seconds + clock.seconds())
+            if every is not None and pos.batches < per_epoch and time.perf_counter() - last_checkpoint >= every:
+                with clock.excluded():
+                    checkpoint(loss_sum=loss_sum.item(), epoch_seconds=clock.seconds(), hidden=state)
         if budget.max_batches is None:
             pos.cursor = 0  # whole epochs: each starts at the beginning of the split
         seconds = clock.seconds()
@@ -436,4 +458,53 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
         if budget.patience is not None and pos.stale >= budget.patience:
             break
         pos.epoch, pos.batches, pos.loss_sum, pos.tokens, pos.epoch_seconds, pos.hidden = epoch + 1, 0, 0.0, 0, 0, None
+        if every is not None and pos.epoch <= budget.epochs:
+            checkpoint()
     return result("completed")
+
+
+def checkpoint_of(child: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, pos: Position,
+                  best_state: Mapping[str, torch.Tensor] | None, dev: torch.device) -> dict[str, Any]:
+    """A checkpoint of a training at ``pos``: tensors (on the CPU) and plain values only (see
+    :mod:`workers.checkpoint`), with ``child`` (cell, hyperparameters, seed) to check that it is resumed by the
+    same child."""
+    position = {f.name: getattr(pos, f.name) for f in dataclasses.fields(pos)}
+    position["history"] = [dataclasses.asdict(r) for r in pos.history]
+    position["rungs"] = [dataclasses.asdict(r) for r in pos.rungs]
+    position["hidden"] = None if pos.hidden is None else [t.detach().to("cpu", copy=True) for t in pos.hidden]
+    cpu = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return {"child": dict(child), "model": cpu, "optimizer": _to_cpu(optimizer.state_dict()),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            "position": position, "best_state": None if best_state is None else dict(best_state)}
+
+
+def restore_checkpoint(payload: Mapping[str, Any], child: Mapping[str, Any], model: nn.Module,
+                       optimizer: torch.optim.Optimizer, dev: torch.device
+                       ) -> tuple[Position, dict[str, torch.Tensor] | None]:
+    """Load a :func:`checkpoint_of` into ``model``, ``optimizer`` and the random state; its Position and best
+    weights. ValueError when it is of another child."""
+    if dict(payload.get("child") or {}) != dict(child):
+        raise ValueError(f"the checkpoint is of another child ({payload.get('child')!r}), not of {dict(child)!r}")
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["rng"])
+    if dev.type == "cuda" and payload.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(payload["cuda_rng"], dev)
+    position = dict(payload["position"])
+    position["history"] = [EpochReport(**r) for r in position["history"]]
+    position["rungs"] = [RungReport(**r) for r in position["rungs"]]
+    hidden = position["hidden"]
+    position["hidden"] = None if hidden is None else (hidden[0].to(dev), hidden[1].to(dev))
+    return Position(**position), payload.get("best_state")
+
+
+def _to_cpu(value: Any) -> Any:
+    """An optimiser's state dict with every tensor copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return value

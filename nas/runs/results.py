@@ -43,7 +43,7 @@ LEAD_COLUMNS = {  # name -> dtype, before the hyperparameter columns: the child 
     **dict(_OUTCOME[2:]), "reused_from": "Int64",
 }
 TAIL_COLUMNS = {"formula": "string", "spec": "string", "error": "string", "seed": "Int64", "kernels": "string",
-                "cuda_graphs": "string"}  # after them
+                "cuda_graphs": "string", "resumed_from": "Int64"}  # after them
 CONTROLLER_METRICS = ("reward", "baseline", "advantage", "entropy", "log_prob", "loss", "grad_norm")
 CONTROLLER_COLUMNS = {"step": "Int64", **{m: "Float64" for m in CONTROLLER_METRICS}, "trial_ids": "string"}
 DESCENDING = frozenset({"reward"})  # every other sortable column sorts ascending (lower is better)
@@ -107,6 +107,7 @@ def children_table(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.Dat
     cols["seed"] = _array([r.get("seed") for r in rows], "Int64", "children.seed")
     for name in ("kernels", "cuda_graphs"):
         cols[name] = _array([r.get(name) or "" for r in rows], "string", f"children.{name}")
+    cols["resumed_from"] = _array([r.get("resumed_from") or 0 for r in rows], "Int64", "children.resumed_from")
 
     df = pd.DataFrame(cols)
     df.insert(0, "rank", _ranks(df))

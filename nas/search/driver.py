@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -61,8 +62,9 @@ class SearchProgress(tune.Callback):
     which the searcher calls as it writes each record (``searcher.listeners``); they are printed when the next
     trial starts and at the end."""
 
-    def __init__(self, total: int, out: Callable[[str], None], run_dir: Path | None = None) -> None:
-        self.total, self.out, self.run_dir = total, out, run_dir
+    def __init__(self, total: int, out: Callable[[str], None], run_dir: Path | None = None,
+                 keep_checkpoints: bool = False) -> None:
+        self.total, self.out, self.run_dir, self.keep_checkpoints = total, out, run_dir, keep_checkpoints
         self.best: tuple[float, int] | None = None
         self.done = 0
         self.untrained: list[ChildRecord] = []  # recorded without a trial, not yet printed
@@ -91,7 +93,14 @@ class SearchProgress(tune.Callback):
         best = f"best {self.best[0]:.2f} (child {self.best[1]})" if self.best else "best -"
         self.out(f"[{self.done:>3}/{self.total}] child {index:>3} {got}   running {running}   {best}")
 
+    def _drop_checkpoints(self, trial) -> None:
+        """Delete a finished child's checkpoints (unless ``[budget] keep_checkpoints``): nothing resumes it."""
+        if not self.keep_checkpoints and trial.path:
+            for folder in Path(trial.path).glob("checkpoint_*"):
+                shutil.rmtree(folder, ignore_errors=True)
+
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._drop_checkpoints(trial)
         outcome = ChildOutcome.from_result(trial.last_result)
         label = f"stopped@{outcome.fidelity}" if outcome.status == "stopped" and outcome.fidelity else outcome.status
         self._line(trials, trial, label, outcome.val_ppl, trial.config.get("index", "?"))
@@ -115,6 +124,7 @@ class SearchProgress(tune.Callback):
                 self._line(trials, None, "over_budget", None, r.index)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._drop_checkpoints(trial)
         self._line(trials, trial, "failed", None, trial.config.get("index", "?"))
 
 
@@ -348,11 +358,12 @@ def _fit(cfg: SearchConfig, resume: bool, started_budget: int, corpus: Corpus, p
     """The Tune runs of the search: the unfinished one in the folder (on resume), then a new one for the children
     still to train (a fresh search, or an extension). Returns their wall time in seconds."""
     run_dir = cfg.run_dir
-    progress = SearchProgress(cfg.trials, out, run_dir)
+    progress = SearchProgress(cfg.trials, out, run_dir, cfg.budget.keep_checkpoints)
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
         callbacks=[progress],
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # a child resumes from its latest only
     )
     trainable = _trainable(cfg, corpus, plan, rungs)
     start = time.time()
