@@ -290,8 +290,9 @@ def train_child(
         torch.set_flush_denormal(True)  # a no-op (False) where the CPU cannot
     # Triton launches on the current CUDA device and a CUDA graph captures on it: make it the child's own
     with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
-        return _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch,
-                            evaluate_test, on_rung, on_progress, resume, on_checkpoint)
+        hooks = Hooks(on_epoch, on_rung, on_progress, on_checkpoint)
+        return _Training(cell, corpus, hparams, budget, model_config, train_config, seed, dev, hooks, evaluate_test,
+                         resume).run()
 
 
 @dataclass
@@ -345,71 +346,110 @@ class _EpochClock:
         return self.before + time.perf_counter() - self.start - self.skipped
 
 
-def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed, dev, on_epoch, evaluate_test,
-                 on_rung, on_progress, resume, on_checkpoint) -> TrainResult:
-    mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
-    torch.manual_seed(seed)
-    model = build_child(cell, corpus.vocab_size, mcfg, kernels=tcfg.cell_kernels).to(dev)
-    params = count_parameters(model)
-    train = batchify(corpus.train, tcfg.batch_size).to(dev)  # (T, B)
-    valid_tokens = corpus.valid if budget.max_eval_tokens is None else corpus.valid[: budget.max_eval_tokens]
-    valid = batchify(valid_tokens, tcfg.eval_batch_size).to(dev)
-    graphs = tcfg.cuda_graphs == "auto" and dev.type == "cuda"
-    eager = TrainStep(model, tcfg, dev, capturable=graphs)
-    child = {"cell": cell.to_json(), "hparams": dict(hparams or {}), "seed": seed}
-    pos, best_state = Position(), None
-    if resume is not None:  # before a CUDA graph captures the parameters: loading copies into them
-        pos, best_state = restore_checkpoint(resume, child, model, eager.optimizer, dev)
-    resumed_from = pos.done
-    step: TrainStep | GraphedTrainStep = GraphedTrainStep(eager) if graphs else eager
-    every = budget.checkpoint_every if on_checkpoint is not None else None
-    last_checkpoint = time.perf_counter()
+@dataclass(frozen=True)
+class Hooks:
+    """What :func:`train_child` calls while it trains (each may be None)."""
 
-    def checkpoint(**now: Any) -> None:
-        nonlocal last_checkpoint
-        on_checkpoint(checkpoint_of(child, model, eager.optimizer, dataclasses.replace(pos, **now), best_state, dev))
-        last_checkpoint = time.perf_counter()
+    on_epoch: Callable[[EpochReport], None] | None = None
+    on_rung: Callable[[RungReport], None] | None = None
+    on_progress: Callable[[BatchProgress], None] | None = None
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None
 
-    windows = list(range(0, train.size(0) - 1, tcfg.bptt))  # start row of every BPTT window of the split
-    per_epoch = batches_per_epoch(budget, train.size(0), tcfg.bptt)
-    rungs = set(budget.report_at)
-    compute = torch.empty(0, device=dev, dtype=torch.bfloat16 if tcfg.precision == "bfloat16" else torch.float32)
-    kernels = "" if mcfg.rnn != "cell" else kernel_path(tcfg.cell_kernels, cell, compute)
 
-    def rung(loss: float, epoch: int, seconds: float) -> None:
-        pos.rungs.append(RungReport(pos.done, epoch, loss, perplexity(loss), seconds, params))
-        if on_rung is not None:
-            on_rung(pos.rungs[-1])
+class _Training:
+    """One child's training, from its first step (or a checkpoint) to its :class:`TrainResult`: :meth:`run`."""
 
-    def result(status: str, message: str = "") -> TrainResult:
-        test_ppl = math.nan
-        if evaluate_test and best_state is not None and status == "completed":
-            model.load_state_dict(best_state)
-            test = batchify(corpus.test, tcfg.eval_batch_size).to(dev)
-            test_ppl = perplexity(evaluate(model, test, tcfg.bptt, tcfg.precision))
-        history = pos.history
-        return TrainResult(status, perplexity(pos.best_loss) if history else math.nan, len(history), params,
-                           pos.train_seconds, message, test_ppl, tuple(history), best_state,
-                           stopped_early=len(history) < budget.epochs and status == "completed",
-                           cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off", batches=pos.done,
-                           rungs=tuple(pos.rungs), kernels=kernels, resumed_from=resumed_from)
+    def __init__(self, cell: Cell, corpus: Corpus, hparams: Mapping[str, Any] | None, budget: Budget,
+                 model_config: ModelConfig, train_config: TrainConfig, seed: int, dev: torch.device, hooks: Hooks,
+                 evaluate_test: bool, resume: Mapping[str, Any] | None) -> None:
+        mcfg, tcfg = split_hparams(hparams or {}, model_config, train_config)
+        self.budget, self.tcfg, self.dev, self.hooks, self.corpus = budget, tcfg, dev, hooks, corpus
+        self.evaluate_test = evaluate_test
+        torch.manual_seed(seed)
+        self.model = build_child(cell, corpus.vocab_size, mcfg, kernels=tcfg.cell_kernels).to(dev)
+        self.params = count_parameters(self.model)
+        self.train = batchify(corpus.train, tcfg.batch_size).to(dev)  # (T, B)
+        valid_tokens = corpus.valid if budget.max_eval_tokens is None else corpus.valid[: budget.max_eval_tokens]
+        self.valid = batchify(valid_tokens, tcfg.eval_batch_size).to(dev)
+        graphs = tcfg.cuda_graphs == "auto" and dev.type == "cuda"
+        self.eager = TrainStep(self.model, tcfg, dev, capturable=graphs)
+        self.child = {"cell": cell.to_json(), "hparams": dict(hparams or {}), "seed": seed}
+        self.pos, self.best_state = Position(), None
+        if resume is not None:  # before a CUDA graph captures the parameters: loading copies into them
+            self.pos, self.best_state = restore_checkpoint(resume, self.child, self.model, self.eager.optimizer, dev)
+        self.resumed_from = self.pos.done
+        self.step: TrainStep | GraphedTrainStep = GraphedTrainStep(self.eager) if graphs else self.eager
+        self.every = budget.checkpoint_every if hooks.on_checkpoint is not None else None
+        self.last_checkpoint = time.perf_counter()
+        self.windows = list(range(0, self.train.size(0) - 1, tcfg.bptt))  # start row of every BPTT window
+        self.per_epoch = batches_per_epoch(budget, self.train.size(0), tcfg.bptt)
+        self.rungs = set(budget.report_at)
+        compute = torch.empty(0, device=dev, dtype=torch.bfloat16 if tcfg.precision == "bfloat16" else torch.float32)
+        self.kernels = "" if mcfg.rnn != "cell" else kernel_path(tcfg.cell_kernels, cell, compute)
 
-    while pos.epoch <= budget.epochs:
-        epoch = pos.epoch
-        lr = lr_at(tcfg, epoch, pos.stale_epochs)
-        step.set_lr(lr)
-        model.train()
-        state = pos.hidden
-        loss_sum = torch.full((), pos.loss_sum, device=dev)
+    def run(self) -> TrainResult:
+        pos, budget = self.pos, self.budget
+        while pos.epoch <= budget.epochs:
+            diverged = self._epoch()
+            if diverged is not None:
+                return diverged
+            if budget.patience is not None and pos.stale >= budget.patience:
+                break
+            pos.epoch, pos.batches, pos.loss_sum, pos.tokens, pos.epoch_seconds, pos.hidden = (
+                pos.epoch + 1, 0, 0.0, 0, 0, None)
+            if self.every is not None and pos.epoch <= budget.epochs:
+                self._checkpoint()
+        return self._result("completed")
+
+    def _epoch(self) -> TrainResult | None:
+        """Train the rest of this epoch, evaluate and report it; the result when the child diverged."""
+        pos, tcfg = self.pos, self.tcfg
+        lr = lr_at(tcfg, pos.epoch, pos.stale_epochs)
+        self.step.set_lr(lr)
+        self.model.train()
         clock = _EpochClock(pos.epoch_seconds)
-        while pos.batches < per_epoch:
-            if pos.cursor == len(windows):  # the end of the split: continue from its start, with a fresh state
+        loss_sum = torch.full((), pos.loss_sum, device=self.dev)
+        diverged = self._batches(clock, loss_sum)
+        if diverged is not None:
+            return diverged
+        if self.budget.max_batches is None:
+            pos.cursor = 0  # whole epochs: each starts at the beginning of the split
+        seconds = clock.seconds()
+        pos.train_seconds += seconds
+        train_loss = (loss_sum / max(pos.batches, 1)).item()
+        if _diverged(train_loss):
+            return self._result("diverged", f"training loss became {train_loss} in epoch {pos.epoch}")
+        val_loss = evaluate(self.model, self.valid, tcfg.bptt, tcfg.precision)
+        if _diverged(val_loss):
+            return self._result("diverged", f"validation loss became {val_loss} after epoch {pos.epoch}")
+        if pos.done in self.rungs and pos.batches == self.per_epoch:
+            self._rung(val_loss, pos.train_seconds)
+        if val_loss < pos.best_loss:
+            pos.best_loss, pos.stale = val_loss, 0
+            if self.evaluate_test:  # a CPU copy: no second model in GPU memory
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        else:
+            pos.stale, pos.stale_epochs = pos.stale + 1, pos.stale_epochs + 1
+        report = EpochReport(pos.epoch, train_loss, val_loss, perplexity(val_loss), perplexity(pos.best_loss), lr,
+                             pos.tokens, pos.train_seconds, pos.tokens / seconds if seconds > 0 else math.nan,
+                             pos.done)
+        pos.history.append(report)
+        if self.hooks.on_epoch is not None:
+            self.hooks.on_epoch(report)
+        return None
+
+    def _batches(self, clock: _EpochClock, loss_sum: torch.Tensor) -> TrainResult | None:
+        """The epoch's remaining training steps (with its rungs and checkpoints); the result if a rung diverged.
+        Stops early, leaving the epoch's end to notice, when the running training loss diverged."""
+        pos, tcfg, train, state = self.pos, self.tcfg, self.train, self.pos.hidden
+        while pos.batches < self.per_epoch:
+            if pos.cursor == len(self.windows):  # the end of the split: continue from its start, with a fresh state
                 pos.cursor, state = 0, None
-            i = windows[pos.cursor]
+            i = self.windows[pos.cursor]
             pos.cursor += 1
             n = min(tcfg.bptt, train.size(0) - 1 - i)
             inputs, targets = train[i : i + n], train[i + 1 : i + 1 + n]  # (n, B)
-            loss, state = step(inputs, targets, state)
+            loss, state = self.step(inputs, targets, state)
             loss_sum += loss
             pos.tokens += targets.numel()
             pos.batches += 1
@@ -417,50 +457,46 @@ def _train_child(cell, corpus, hparams, budget, model_config, train_config, seed
             if pos.batches % 25 == 0:  # one device sync per 25 steps
                 running = loss_sum.item() / pos.batches
                 if _diverged(running):
-                    break
-                if on_progress is not None:
-                    on_progress(BatchProgress(epoch, pos.batches, per_epoch, running, pos.tokens))
-            if pos.done in rungs and pos.batches < per_epoch:  # a rung at the epoch's end uses its evaluation
+                    return None
+                if self.hooks.on_progress is not None:
+                    self.hooks.on_progress(BatchProgress(pos.epoch, pos.batches, self.per_epoch, running, pos.tokens))
+            if pos.done in self.rungs and pos.batches < self.per_epoch:  # at an epoch's end: its evaluation
                 with clock.excluded():
-                    rung_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
-                    model.train()
+                    rung_loss = evaluate(self.model, self.valid, tcfg.bptt, tcfg.precision)
+                    self.model.train()
                 if _diverged(rung_loss):
                     pos.train_seconds += clock.seconds()
-                    return result("diverged", f"validation loss became {rung_loss} after {pos.done} batches")
-                rung(rung_loss, epoch, pos.train_seconds + clock.seconds())
-            if every is not None and pos.batches < per_epoch and time.perf_counter() - last_checkpoint >= every:
+                    return self._result("diverged", f"validation loss became {rung_loss} after {pos.done} batches")
+                self._rung(rung_loss, pos.train_seconds + clock.seconds())
+            if (self.every is not None and pos.batches < self.per_epoch
+                    and time.perf_counter() - self.last_checkpoint >= self.every):
                 with clock.excluded():
-                    checkpoint(loss_sum=loss_sum.item(), epoch_seconds=clock.seconds(), hidden=state)
-        if budget.max_batches is None:
-            pos.cursor = 0  # whole epochs: each starts at the beginning of the split
-        seconds = clock.seconds()
-        pos.train_seconds += seconds
-        train_loss = (loss_sum / max(pos.batches, 1)).item()
-        if _diverged(train_loss):
-            return result("diverged", f"training loss became {train_loss} in epoch {epoch}")
-        val_loss = evaluate(model, valid, tcfg.bptt, tcfg.precision)
-        if _diverged(val_loss):
-            return result("diverged", f"validation loss became {val_loss} after epoch {epoch}")
-        if pos.done in rungs and pos.batches == per_epoch:
-            rung(val_loss, epoch, pos.train_seconds)
-        if val_loss < pos.best_loss:
-            pos.best_loss, pos.stale = val_loss, 0
-            if evaluate_test:  # a CPU copy: no second model in GPU memory
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            pos.stale, pos.stale_epochs = pos.stale + 1, pos.stale_epochs + 1
-        report = EpochReport(epoch, train_loss, val_loss, perplexity(val_loss), perplexity(pos.best_loss), lr,
-                             pos.tokens, pos.train_seconds, pos.tokens / seconds if seconds > 0 else math.nan,
-                             pos.done)
-        pos.history.append(report)
-        if on_epoch is not None:
-            on_epoch(report)
-        if budget.patience is not None and pos.stale >= budget.patience:
-            break
-        pos.epoch, pos.batches, pos.loss_sum, pos.tokens, pos.epoch_seconds, pos.hidden = epoch + 1, 0, 0.0, 0, 0, None
-        if every is not None and pos.epoch <= budget.epochs:
-            checkpoint()
-    return result("completed")
+                    self._checkpoint(loss_sum=loss_sum.item(), epoch_seconds=clock.seconds(), hidden=state)
+        return None
+
+    def _rung(self, loss: float, seconds: float) -> None:
+        self.pos.rungs.append(RungReport(self.pos.done, self.pos.epoch, loss, perplexity(loss), seconds, self.params))
+        if self.hooks.on_rung is not None:
+            self.hooks.on_rung(self.pos.rungs[-1])
+
+    def _checkpoint(self, **now: Any) -> None:
+        """Hand a checkpoint of where training stands (``now``: the running epoch's fields) to on_checkpoint."""
+        self.hooks.on_checkpoint(checkpoint_of(self.child, self.model, self.eager.optimizer,
+                                               dataclasses.replace(self.pos, **now), self.best_state, self.dev))
+        self.last_checkpoint = time.perf_counter()
+
+    def _result(self, status: str, message: str = "") -> TrainResult:
+        test_ppl, tcfg, pos = math.nan, self.tcfg, self.pos
+        if self.evaluate_test and self.best_state is not None and status == "completed":
+            self.model.load_state_dict(self.best_state)
+            test = batchify(self.corpus.test, tcfg.eval_batch_size).to(self.dev)
+            test_ppl = perplexity(evaluate(self.model, test, tcfg.bptt, tcfg.precision))
+        step, history = self.step, pos.history
+        return TrainResult(status, perplexity(pos.best_loss) if history else math.nan, len(history), self.params,
+                           pos.train_seconds, message, test_ppl, tuple(history), self.best_state,
+                           stopped_early=len(history) < self.budget.epochs and status == "completed",
+                           cuda_graphs=step.status if isinstance(step, GraphedTrainStep) else "off", batches=pos.done,
+                           rungs=tuple(pos.rungs), kernels=self.kernels, resumed_from=self.resumed_from)
 
 
 def checkpoint_of(child: Mapping[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, pos: Position,
