@@ -80,6 +80,7 @@ class Trap:
         return (print, ("unpickled!",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_an_unreadable_or_foreign_checkpoint_file_is_one_clear_error_and_never_unpickled(tmp_path, capsys):
     with pytest.raises(ValueError, match="cannot be read"):
         read_checkpoint(tmp_path)  # missing
@@ -107,3 +108,21 @@ def test_checkpoint_settings_read_from_toml_shaped_settings():
     assert config_from_dict({}).budget.checkpoint_every == 60.0
     with pytest.raises(ValueError, match="budget.keep_checkpoints"):
         config_from_dict({"budget": {"keep_checkpoints": "yes"}})
+
+
+def test_a_child_whose_checkpoint_cannot_be_read_starts_over_with_one_line(tmp_path, monkeypatch, capsys):
+    from ray import tune
+
+    from workers import trainable
+
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"truncated")
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(str(tmp_path)))
+    assert trainable._latest_checkpoint() is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be read" in err and "this child trains from the start" in err
+    good = tmp_path / "good"
+    write_checkpoint({"position": {"done": 3}}, good)
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(str(good)))
+    assert trainable._latest_checkpoint()["position"] == {"done": 3}
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
+    assert trainable._latest_checkpoint() is None

@@ -212,3 +212,14 @@ def test_a_child_whose_worker_is_killed_resumes_from_its_checkpoint_and_ends_as_
     finally:
         torch.set_num_threads(threads)
     assert row["val_ppl"] == pytest.approx(undisturbed.val_ppl, rel=1e-6)
+
+
+def test_keep_checkpoints_keeps_each_finished_childs_last_checkpoint(tmp_path):
+    from workers.checkpoint import read_checkpoint
+
+    cfg = tiny_config(tmp_path, trials=2, budget={"epochs": 2, "max_batches": 5, "keep_checkpoints": True})
+    outcome, rows = search_on_local_ray(cfg)
+    assert len(rows) == 2 and all(r["status"] == "completed" and r["resumed_from"] == 0 for r in rows)
+    kept = sorted(outcome.run_dir.glob("child_*/checkpoint_*"))
+    assert len(kept) == 2  # one per child: the end of its first epoch (Tune keeps the latest only)
+    assert all(read_checkpoint(k)["position"]["done"] == 5 for k in kept)

@@ -256,7 +256,8 @@ def test_leaderboard_of_no_children():
 
 
 def test_a_table_written_before_fidelity_and_reuse_reads_with_those_columns_missing(tmp_path):
-    df = children_table(children_records()).drop(columns=["fidelity", "reused_from", "kernels", "cuda_graphs", "resumed_from"])
+    df = children_table(children_records()).drop(columns=["fidelity", "reused_from", "kernels", "cuda_graphs",
+                                                          "resumed_from"])
     df.to_csv(tmp_path / "cells.csv", index=False)
     old = load_cells(tmp_path)
     assert list(old.columns) == list(children_table(children_records()).columns)

@@ -92,3 +92,44 @@ def test_ctrl_c_then_sigkill_then_resume_loses_nothing(tmp_path):
     trained = set(cells.loc[cells["reused_from"].isna(), "trial_id"])  # a reused outcome does not teach again
     assert len(controller) == len(learned) and learned == trained  # one update per trained child, none twice
     assert json.loads((run_dir / "config.json").read_text())["name"] == "long"
+
+
+LONG_CHILD_TOML = """
+name = "ckpt"
+trials = 1
+concurrency = 1
+[data]
+dataset = "{data}"
+[space]
+base = 2
+[space.layers]
+hidden_size = [16]
+[budget]
+max_batches = 4000
+checkpoint_every = 0.3
+"""
+
+
+def test_a_driver_killed_mid_child_resumes_the_child_from_its_checkpoint(tmp_path):
+    """SIGKILL of the driver while a long child trains, once Tune's experiment state knows the child's latest
+    checkpoint; `--resume` continues that child from its checkpoint (not from batch 0)."""
+    data = write_tiny_corpus(tmp_path / "corpus")
+    (tmp_path / "ckpt.toml").write_text(LONG_CHILD_TOML.format(data=data))
+    run_dir = tmp_path / "results" / "ckpt"
+    p = start(["search", "--config", "ckpt.toml"], tmp_path)
+    deadline = time.time() + 180
+    while not any("checkpoint_0" in f.read_text(errors="replace") for f in run_dir.glob("experiment_state-*.json")):
+        assert p.poll() is None, p.communicate()
+        assert time.time() < deadline, "no checkpoint reached Tune's experiment state"
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.communicate(timeout=60)
+    ray_stop()
+    assert not lines(run_dir / "children.jsonl")  # the child had not finished
+
+    p = start(["search", "--resume", "ckpt"], tmp_path)
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, out + err
+    [row] = [json.loads(line) for line in lines(run_dir / "children.jsonl")]
+    assert row["status"] == "completed" and 0 < row["resumed_from"] < 4000 and row["fidelity"] == 4000
+    assert not list(run_dir.glob("child_*/checkpoint_*"))  # removed once the child finished

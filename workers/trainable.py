@@ -91,7 +91,8 @@ def train_trial(config: dict[str, Any], corpus: Corpus, settings: ChildSettings)
             write_checkpoint(payload, folder)  # Tune copies it into the trial's folder before report returns
             try:
                 tune.report({**common, "status": "running", METRIC: perplexity(position["best_loss"]),
-                             "batches": position["done"], "epoch": position["epoch"], "checkpoint": True},
+                             "batches": position["done"], "epoch": position["epoch"], "checkpoint": True,
+                             "train_seconds": position["train_seconds"] + position["epoch_seconds"]},
                             checkpoint=tune.Checkpoint.from_directory(folder))
             except RuntimeError as e:  # a node that cannot reach the run's storage (a local path on a cluster)
                 storage_unreachable.append(str(e))
