@@ -58,8 +58,8 @@ def test_the_winner_is_the_best_retrained_validation_not_test(tmp_path, monkeypa
     monkeypatch.setattr(top_module, "retrain", fake_retrain)
     cfg = retrain_config(config_from_dict({}), epochs=1)
     top = retrain_top(tmp_path / "run", 3, cfg, tmp_path / "top", out=lambda line: None)
-    assert [r["search_rank"] for r in top.rows] == [1, 2, 3] and top.winner == 2
-    assert [r["retrained_rank"] for r in top.rows] == [3, 1, 2]
+    assert [r.search_rank for r in top.rows] == [1, 2, 3] and top.winner == 2
+    assert [r.retrained_rank for r in top.rows] == [3, 1, 2]
     # search 10 < 11 < 12 against retrained 30, 25, 28: pairs (1,2) discordant, (1,3) discordant, (2,3) concordant
     assert top.tau == pytest.approx((1 - 2) / 3)
     doc = json.loads((tmp_path / "top" / "top.json").read_text())

@@ -17,6 +17,7 @@ The output folder holds one ``rank<K>/`` folder per child (``nas train``'s usual
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -62,9 +63,35 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 @dataclass(frozen=True)
+class RetrainedChild:
+    """One of the search's top children and how it retrained (one row of ``top.csv``)."""
+
+    search_rank: int
+    index: int
+    """The child's index in the search."""
+    search_val_ppl: float
+    params: int | None
+    seeds: int
+    """Training seeds that completed."""
+    val_ppl: float
+    """Retrained validation perplexity, mean over seeds (NaN when none completed)."""
+    val_ppl_std: float
+    test_ppl: float
+    test_ppl_std: float
+    formula: str
+    folder: str
+    """Its ``nas train`` folder inside the output folder."""
+    retrained_rank: int | None = None
+    """Its place by retrained validation perplexity among the children that retrained (None: it did not)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class TopOutcome:
     out_dir: Path
-    rows: tuple[dict[str, Any], ...]
+    rows: tuple[RetrainedChild, ...]
     """One per retrained child, in search order (as in ``top.csv``)."""
     tau: float
     """Kendall's tau-b between the search's validation perplexities and the retrained ones (NaN under 2 scored)."""
@@ -72,19 +99,18 @@ class TopOutcome:
     """Search rank of the child with the best retrained validation perplexity (None when none completed)."""
 
 
-def _row(rank: int, child: pd.Series, outcome: RetrainOutcome) -> dict[str, Any]:
+def _row(rank: int, child: pd.Series, outcome: RetrainOutcome) -> RetrainedChild:
     done = scored(list(outcome.runs))
     val, val_std = mean_std([r["val_ppl"] for r in done])
-    return {"search_rank": rank, "index": int(child["index"]), "search_val_ppl": float(child["val_ppl"]),
-            "params": int(child["params"]) if pd.notna(child.get("params")) else None, "seeds": len(done),
-            "val_ppl": val, "val_ppl_std": val_std, "test_ppl": outcome.test_ppl_mean,
-            "test_ppl_std": outcome.test_ppl_std, "formula": str(child["formula"]), "folder": outcome.out_dir.name}
+    return RetrainedChild(rank, int(child["index"]), float(child["val_ppl"]),
+                          int(child["params"]) if pd.notna(child.get("params")) else None, len(done), val, val_std,
+                          outcome.test_ppl_mean, outcome.test_ppl_std, str(child["formula"]), outcome.out_dir.name)
 
 
-def _with_retrained_ranks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ranked = sorted((r for r in rows if math.isfinite(r["val_ppl"])), key=lambda r: (r["val_ppl"], r["search_rank"]))
-    place = {r["search_rank"]: i for i, r in enumerate(ranked, 1)}
-    return [{**r, "retrained_rank": place.get(r["search_rank"])} for r in rows]
+def _with_retrained_ranks(rows: list[RetrainedChild]) -> list[RetrainedChild]:
+    ranked = sorted((r for r in rows if math.isfinite(r.val_ppl)), key=lambda r: (r.val_ppl, r.search_rank))
+    place = {r.search_rank: i for i, r in enumerate(ranked, 1)}
+    return [dataclasses.replace(r, retrained_rank=place.get(r.search_rank)) for r in rows]
 
 
 def top_children(run_dir: Path, k: int) -> pd.DataFrame:
@@ -109,7 +135,7 @@ def retrain_top(run_dir: str | Path, k: int, cfg: RetrainConfig, out_dir: str | 
     check_out_dir(out_dir)
     children = top_children(run_dir, k)
     specs = {int(c["rank"]): ChildSpec.from_json(c["spec"]) for _, c in children.iterrows()}
-    rows: list[dict[str, Any]] = []
+    rows: list[RetrainedChild] = []
     for _, child in children.iterrows():
         rank = int(child["rank"])
         out(f"--- search rank {rank} of {k}: child {int(child['index'])}, search val ppl {child['val_ppl']:.2f}")
@@ -117,9 +143,9 @@ def retrain_top(run_dir: str | Path, k: int, cfg: RetrainConfig, out_dir: str | 
         rows.append(_row(rank, child, outcome))
         _write(out_dir, rows, None)  # after every child, so an interrupted run keeps the finished ones
     rows = _with_retrained_ranks(rows)
-    retrained = [r for r in rows if r["retrained_rank"] is not None]
-    tau = kendall_tau_b([r["search_val_ppl"] for r in retrained], [r["val_ppl"] for r in retrained])
-    winner = min(retrained, key=lambda r: (r["val_ppl"], r["search_rank"]))["search_rank"] if retrained else None
+    retrained = [r for r in rows if r.retrained_rank is not None]
+    tau = kendall_tau_b([r.search_val_ppl for r in retrained], [r.val_ppl for r in retrained])
+    winner = min(retrained, key=lambda r: (r.val_ppl, r.search_rank)).search_rank if retrained else None
     _write(out_dir, rows, tau, winner)
     if winner is not None:
         atomic_write(out_dir / "spec.json", lambda p: p.write_text(specs[winner].to_json() + "\n"))
@@ -127,23 +153,23 @@ def retrain_top(run_dir: str | Path, k: int, cfg: RetrainConfig, out_dir: str | 
     return TopOutcome(out_dir, tuple(rows), tau, winner)
 
 
-def _write(out_dir: Path, rows: list[dict[str, Any]], tau: float | None, winner: int | None = None) -> None:
+def _write(out_dir: Path, rows: list[RetrainedChild], tau: float | None, winner: int | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"rows": rows, "kendall_tau_b": tau, "winner_search_rank": winner,
+    dicts = [r.to_dict() for r in rows]
+    doc = {"rows": dicts, "kendall_tau_b": tau, "winner_search_rank": winner,
            "winner_by": "retrained validation perplexity (mean over seeds)"}
     text = json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n"
     atomic_write(out_dir / TOP_JSON, lambda p: p.write_text(text))
-    atomic_write(out_dir / TOP_CSV, lambda p: pd.DataFrame(rows).to_csv(p, index=False))
+    atomic_write(out_dir / TOP_CSV, lambda p: pd.DataFrame(dicts).to_csv(p, index=False))
 
 
 def top_lines(top: TopOutcome) -> list[str]:
     """The console table: search rank and perplexity against the retrained ones, tau and the winner."""
     table = [("search rank", "search val ppl", "retrained val ppl", "test ppl", "retrained rank", "parameters")]
     for r in top.rows:
-        table.append((str(r["search_rank"]), f"{r['search_val_ppl']:.2f}",
-                      format_mean_std(r["val_ppl"], r["val_ppl_std"]),
-                      format_mean_std(r["test_ppl"], r["test_ppl_std"]), str(r.get("retrained_rank") or "-"),
-                      f"{r['params']:,}" if r["params"] else "-"))
+        table.append((str(r.search_rank), f"{r.search_val_ppl:.2f}", format_mean_std(r.val_ppl, r.val_ppl_std),
+                      format_mean_std(r.test_ppl, r.test_ppl_std), str(r.retrained_rank or "-"),
+                      f"{r.params:,}" if r.params else "-"))
     lines = text_table(table)
     tau = "n/a (fewer than two retrained)" if not math.isfinite(top.tau) else f"{top.tau:+.2f}"
     lines.append(f"Kendall tau-b between the search's order and the retrained one: {tau}")
