@@ -178,7 +178,8 @@ def test_a_child_whose_worker_is_killed_resumes_from_its_checkpoint_and_ends_as_
     from workers.data import load_corpus
     from workers.train import train_child
 
-    cfg = tiny_config(tmp_path, trials=1, concurrency=1, budget={"max_batches": 3000, "checkpoint_every": 0.3})
+    # the tiny corpus has 38 training windows: 40 epochs of them, a checkpoint at each epoch's end and every 0.3 s
+    cfg = tiny_config(tmp_path, trials=1, concurrency=1, budget={"epochs": 40, "checkpoint_every": 0.3})
     run_dir = tmp_path / "results" / "faults"
     killed: list[int] = []
 
@@ -199,8 +200,7 @@ def test_a_child_whose_worker_is_killed_resumes_from_its_checkpoint_and_ends_as_
     killer.join()
     assert killed, "no checkpoint appeared"
     [row] = rows
-    assert row["status"] == "completed" and row["pid"] != killed[0]
-    assert 0 < row["resumed_from"] < 3000 and row["fidelity"] == 3000
+    assert row["status"] == "completed", row
     assert not list(run_dir.glob("child_*/checkpoint_*"))
 
     spec = ChildSpec.from_dict(row["spec"])
@@ -211,6 +211,7 @@ def test_a_child_whose_worker_is_killed_resumes_from_its_checkpoint_and_ends_as_
                                   cfg.budget, cfg.model, cfg.train, seed=row["seed"], device="cpu")
     finally:
         torch.set_num_threads(threads)
+    assert row["fidelity"] == undisturbed.batches == 40 * 38 and 0 < row["resumed_from"] < undisturbed.batches
     assert row["val_ppl"] == pytest.approx(undisturbed.val_ppl, rel=1e-6)
 
 
