@@ -187,9 +187,12 @@ def test_a_child_whose_worker_is_killed_resumes_from_its_checkpoint_and_ends_as_
         deadline = time.time() + 120
         while time.time() < deadline:
             for checkpoint in run_dir.glob("child_*/checkpoint_*"):
-                lines = (checkpoint.parent / "result.json").read_text().splitlines()
-                if lines:
-                    killed.append(json.loads(lines[-1])["pid"])
+                try:
+                    pid = json.loads((checkpoint.parent / "result.json").read_text().splitlines()[-1])["pid"]
+                except (OSError, IndexError, KeyError, ValueError):  # Tune has not written it (whole) yet
+                    continue
+                if pid:
+                    killed.append(pid)
                     os.kill(killed[-1], signal.SIGKILL)
                     return
             time.sleep(0.05)
