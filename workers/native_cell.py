@@ -9,11 +9,12 @@ step's nodes from the projections and ``c_{t-1}`` and applies the chain rule, th
 ``h_{t-1}``'s gradient; the recurrent weight's gradient is one matrix product over all steps at the end.
 
 The C source is generated from the tree (:mod:`workers.kernel_source`), compiled once with the system compiler
-(``$CC`` or ``cc``; :data:`FLAGS`: ``-O3 -march=native``, the inner loop over hidden units vectorised; no threads:
-a step's element-wise work takes 9-94 µs at the sizes measured, bench/RESULTS.md 2026-12-03), and cached on disk under :func:`cache_dir` by a hash of the
-source, the compiler, its flags and the CPU. Each library has a SHA-256 sidecar: a cached library whose bytes do
-not match it is rebuilt, never loaded. The float32 functions use a vectorisable exp (Cephes' polynomial, within a
-few ulp) and Cephes' tanh; the float64 ones call libm (they exist for tests and ``gradcheck``).
+(``$CC`` or ``cc``; :data:`FLAGS`: ``-O3 -march=native``, the inner loop over hidden units vectorised; no threads: a
+step's element-wise work takes 9-94 µs at the sizes measured, bench/RESULTS.md 2026-12-03), and cached on disk under
+:func:`cache_dir` by a hash of the source, the compiler, its flags and the CPU. Each library has a SHA-256 sidecar:
+a cached library whose bytes do not match it is rebuilt, never loaded. The float32 functions use a vectorisable exp
+(Cephes' polynomial, within a few ulp) and Cephes' tanh; the float64 ones call libm (they exist for tests and
+``gradcheck``).
 
 :func:`load` raises :class:`NativeUnavailable` with the reason (no compiler, a compile error, a library that does
 not load); :func:`workers.cell_rnn.kernel_path` turns that into the torch path with one warning per process.
