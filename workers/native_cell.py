@@ -43,6 +43,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from search_spaces.cell import Cell
+from workers.kernel_sequence import backward_buffers, forward_buffers, recurrent_weight_grad
 from workers.kernel_source import all_leaves_add, chain_rule, forward_tree, leaf_gradients
 
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno", "-std=c99")
@@ -326,13 +327,9 @@ class NativeSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_proj: torch.Tensor, w_hidden: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
                 kernels: NativeKernels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x_proj, h0 = x_proj.contiguous(), h0.contiguous()
+        x_proj, h0, out, cs, hps = forward_buffers(x_proj, h0, c0)
         steps, batch, width = x_proj.shape
         hidden = h0.shape[1]
-        out = x_proj.new_empty(steps, batch, hidden)  # h_1 .. h_T
-        cs = x_proj.new_empty(steps + 1, batch, hidden)  # c_0 .. c_T
-        hps = x_proj.new_empty(steps, batch, width)  # the recurrent projections
-        cs[0].copy_(c0)
         forward_fn = kernels.functions[x_proj.dtype][0]
         size = x_proj.element_size()
         proj, state = batch * width * size, batch * hidden * size
@@ -355,13 +352,8 @@ class NativeSequence(torch.autograd.Function):
         kernels: NativeKernels = ctx.kernels
         steps, batch, width = x_proj.shape
         hidden = h0.shape[1]
-        g_out = torch.zeros_like(out) if g_out is None else g_out.contiguous()
-        gh = torch.zeros_like(h0) if g_h is None else g_h.contiguous()
-        gc = torch.zeros_like(h0) if g_c is None else g_c.contiguous()
-        g_xp = torch.empty_like(x_proj)
-        g_hp = g_xp if kernels.shared_grad else torch.empty_like(x_proj)
-        gh_next = torch.empty_like(h0)
-        gc_bufs = (torch.empty_like(h0), torch.empty_like(h0))
+        g_out, gh, gc, g_xp, g_hp, gh_next, gc_bufs = backward_buffers(x_proj, h0, out, g_out, g_h, g_c,
+                                                                       kernels.shared_grad)
         backward_fn = kernels.functions[x_proj.dtype][1]
         size = x_proj.element_size()
         proj, state = batch * width * size, batch * hidden * size
@@ -375,6 +367,4 @@ class NativeSequence(torch.autograd.Function):
                         gc_prev.data_ptr(), batch, hidden)
             torch.mm(g_hp_views[t], w_hidden, out=gh_next)  # the call has read gh: the buffer can be rewritten
             gh, gc = gh_next, gc_prev
-        h_prev = torch.cat((h0.unsqueeze(0), out[:-1]))  # (T, B, H): h_0 .. h_{T-1}
-        g_w = g_hp.reshape(-1, width).t() @ h_prev.reshape(-1, hidden)  # (N*H, H): sum_t ghp_t^T h_{t-1}
-        return g_xp, g_w, gh.clone(), gc.clone(), None
+        return g_xp, recurrent_weight_grad(g_hp, h0, out), gh.clone(), gc.clone(), None

@@ -37,6 +37,7 @@ from torch.autograd.function import once_differentiable
 
 from search_spaces.cell import Cell
 from workers.cell_code import load_function
+from workers.kernel_sequence import backward_buffers, forward_buffers, recurrent_weight_grad
 from workers.kernel_source import all_leaves_add, chain_rule, forward_tree, leaf_gradients
 
 _ACT = {"identity": "{}", "tanh": "_tanh({})", "sigmoid": "tl.sigmoid({})", "relu": "tl.maximum({}, 0.0)"}
@@ -199,12 +200,8 @@ class TritonSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_proj: torch.Tensor, w_hidden: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
                 kernels: Kernels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x_proj, h0 = x_proj.contiguous(), h0.contiguous()
-        steps, batch, width = x_proj.shape
-        out = x_proj.new_empty(steps, batch, h0.shape[1])  # (T, B, H): h_1 .. h_T
-        cs = x_proj.new_empty(steps + 1, batch, h0.shape[1])  # (T+1, B, H): c_0 .. c_T
-        hps = x_proj.new_empty(steps, batch, width)  # (T, B, N*H): the recurrent projections
-        cs[0].copy_(c0)
+        x_proj, h0, out, cs, hps = forward_buffers(x_proj, h0, c0)
+        steps = x_proj.shape[0]
         wt, h = w_hidden.t(), h0
         for t in range(steps):
             torch.mm(h, wt, out=hps[t])
@@ -219,19 +216,12 @@ class TritonSequence(torch.autograd.Function):
     def backward(ctx, g_out: torch.Tensor | None, g_h: torch.Tensor | None, g_c: torch.Tensor | None):
         x_proj, w_hidden, h0, out, cs, hps = ctx.saved_tensors
         kernels: Kernels = ctx.kernels
-        steps, batch, width = x_proj.shape
-        g_out = torch.zeros_like(out) if g_out is None else g_out.contiguous()
-        gh = torch.zeros_like(h0) if g_h is None else g_h.contiguous()
-        gc = torch.zeros_like(h0) if g_c is None else g_c.contiguous()
-        g_xp = torch.empty_like(x_proj)
-        g_hp = g_xp if kernels.shared_grad else torch.empty_like(x_proj)
-        gh_next = torch.empty_like(h0)
-        gc_bufs = (torch.empty_like(h0), torch.empty_like(h0))
+        steps = x_proj.shape[0]
+        g_out, gh, gc, g_xp, g_hp, gh_next, gc_bufs = backward_buffers(x_proj, h0, out, g_out, g_h, g_c,
+                                                                       kernels.shared_grad)
         for t in reversed(range(steps)):
             gc_prev = gc_bufs[t % 2]
             kernels.backward(g_out[t], gh, gc, x_proj[t], hps[t], cs[t], g_xp[t], g_hp[t], gc_prev)
             torch.mm(g_hp[t], w_hidden, out=gh_next)  # the kernel has read gh: the buffer can be rewritten
             gh, gc = gh_next, gc_prev
-        h_prev = torch.cat((h0.unsqueeze(0), out[:-1]))  # (T, B, H): h_0 .. h_{T-1}
-        g_w = g_hp.reshape(-1, width).t() @ h_prev.reshape(-1, h0.shape[1])  # (N*H, H): sum_t ghp_t^T h_{t-1}
-        return g_xp, g_w, gh.clone(), gc.clone(), None
+        return g_xp, recurrent_weight_grad(g_hp, h0, out), gh.clone(), gc.clone(), None
