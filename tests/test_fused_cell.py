@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from cell_grads import outputs_and_grads
 
 from search_spaces import known_cell, random_cell
 from workers.cell_rnn import CellLayer, CellRNN
@@ -19,15 +20,6 @@ def _pair(cell, layers=1, dropout=0.0):
     return fused, ref
 
 
-def _grads(rnn, x, state, weights):
-    h0, c0 = (s.clone().requires_grad_() for s in state)
-    out, (h, c) = rnn(x, (h0, c0))
-    loss = sum((t * w).sum() for t, w in zip((out, h, c), weights))
-    params = list(rnn.parameters())
-    grads = torch.autograd.grad(loss, [h0, c0] + params, allow_unused=True)
-    return (out, h, c), [torch.zeros_like(p) if g is None else g for g, p in zip(grads, [h0, c0] + params)]
-
-
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: f"base{c.base}-{abs(hash(c)) % 10**6}")
 def test_fused_outputs_states_and_every_gradient_equal_the_reference(cell):
     fused, ref = _pair(cell, layers=2)
@@ -35,8 +27,8 @@ def test_fused_outputs_states_and_every_gradient_equal_the_reference(cell):
     x = torch.randn(6, 3, 4, generator=g, dtype=torch.double)
     state = tuple(torch.randn(2, 3, 5, generator=g, dtype=torch.double) for _ in range(2))
     weights = [torch.randn(s, generator=g, dtype=torch.double) for s in [(6, 3, 5), (2, 3, 5), (2, 3, 5)]]
-    got, got_grads = _grads(fused, x, state, weights)
-    want, want_grads = _grads(ref, x, state, weights)
+    got, got_grads = outputs_and_grads(fused, x, state, weights)
+    want, want_grads = outputs_and_grads(ref, x, state, weights)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     for a, b in zip(got_grads, want_grads):

@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+from cell_grads import outputs_and_grads
 
 from search_spaces import known_cell, random_cell
 from workers import cell_rnn, native_cell
@@ -40,15 +41,6 @@ def _pair(cell, dtype, layers=2, hidden=5, inputs=4):
     return native, ref
 
 
-def _outputs_and_grads(rnn, x, state, weights):
-    h0, c0 = (s.clone().requires_grad_() for s in state)
-    out, (h, c) = rnn(x, (h0, c0))
-    loss = sum((t * w).sum() for t, w in zip((out, h, c), weights))
-    params = list(rnn.parameters())
-    grads = torch.autograd.grad(loss, [h0, c0] + params, allow_unused=True)
-    return (out, h, c), [torch.zeros_like(p) if g is None else g for g, p in zip(grads, [h0, c0] + params)]
-
-
 def _inputs(dtype, steps=6, batch=3, inputs=4, hidden=5, layers=2, scale=1.0):
     g = torch.Generator().manual_seed(1)
     x = scale * torch.randn(steps, batch, inputs, generator=g, dtype=torch.float64)
@@ -73,8 +65,8 @@ def test_the_cells_cover_every_combination_and_activation():
 def test_native_outputs_states_and_every_gradient_equal_the_reference_in_float64(cell):
     native, ref = _pair(cell, torch.float64)
     x, state, weights = _inputs(torch.float64)
-    got, got_grads = _outputs_and_grads(native, x, state, weights)
-    want, want_grads = _outputs_and_grads(ref, x, state, weights)
+    got, got_grads = outputs_and_grads(native, x, state, weights)
+    want, want_grads = outputs_and_grads(ref, x, state, weights)
     assert kernel_path("native", cell, x) == "native"
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
@@ -88,8 +80,8 @@ def test_native_float32_matches_the_reference_at_float32_tolerance(cell):
     """float32 (the vectorised exp and tanh), at a hidden size that leaves a partial vector (H = 37)."""
     native, ref = _pair(cell, torch.float32, hidden=37, inputs=16)
     x, state, weights = _inputs(torch.float32, steps=8, batch=4, inputs=16, hidden=37)
-    got, got_grads = _outputs_and_grads(native, x, state, weights)
-    want, want_grads = _outputs_and_grads(ref, x, state, weights)
+    got, got_grads = outputs_and_grads(native, x, state, weights)
+    want, want_grads = outputs_and_grads(ref, x, state, weights)
     for a, b in zip(got + tuple(got_grads), want + tuple(want_grads)):
         assert torch.isfinite(b).all()
         assert torch.linalg.vector_norm(a - b) <= 1e-5 * torch.linalg.vector_norm(b) + 1e-6
