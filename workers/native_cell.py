@@ -234,7 +234,11 @@ def _remembered(memo: dict, key, make):
 
 def library_path(cell: Cell) -> Path:
     """Where ``cell``'s compiled library is cached (see :func:`cache_dir`)."""
-    key = hashlib.sha256((toolchain() + "\n" + c_source(cell)).encode()).hexdigest()[:32]
+    return _library_path(c_source(cell))
+
+
+def _library_path(source: str) -> Path:
+    key = hashlib.sha256((toolchain() + "\n" + source).encode()).hexdigest()[:32]
     return cache_dir() / f"cell-{key}.so"
 
 
@@ -246,14 +250,14 @@ def build(cell: Cell) -> Path:
     """``cell``'s library, compiled now unless a cached copy whose bytes match its sidecar digest exists.
     The library and its digest are written to temporary names and renamed into place, so concurrent workers
     building the same cell never see a half-written file."""
-    lib = library_path(cell)
+    source = c_source(cell)
+    lib = _library_path(source)
     sidecar = lib.with_suffix(".sha256")
     try:
         if lib.is_file() and sidecar.is_file() and sidecar.read_text().strip() == _digest(lib):
             return lib
     except OSError:
         pass  # unreadable: rebuild
-    source = c_source(cell)
     try:
         lib.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=lib.parent, prefix=".build-") as tmp:
