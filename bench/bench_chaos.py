@@ -2,32 +2,36 @@
 with and without the children's own checkpoints, next to an undisturbed run of the same seed.
 
 Each run is a real ``run_search`` of ``--children`` children of the default algorithm (REINFORCE) on the bundled
-corpus, 2 at a time, each child 1 layer of hidden 64 trained for ``--batches`` batches (~20-40 s on one core),
+corpus, 2 at a time, each child 1 layer of hidden 64 trained for ``--batches`` batches (~12 s on one core with the C kernels),
 ``[budget] checkpoint_every = --checkpoint-every`` seconds (or "none"), search seed ``--seed``. The runs:
 
 1. **undisturbed**, with checkpoints (the reference for wall time; what checkpointing costs shows against 2);
 2. **undisturbed, no checkpoints**;
-3. per mode, **chaos with checkpoints** and **chaos without**: a killer thread waits an exponential time of mean
-   ``--kill-every`` seconds (seeded by ``--kill-seed``, the same waits in every run), then
-   - mode ``worker``: SIGKILLs the worker process of a running child (its pid from the child's latest report in
-     its trial folder's ``result.json``), on a local Ray;
-   - mode ``node``: removes the simulated node (``ray.cluster_utils.Cluster``: a head with no CPUs and two worker
-     nodes of one CPU, as ``tests/test_faults.py``) that runs a child, and adds a fresh one in its place.
+3. per mode, **chaos with checkpoints** and **chaos without**: a killer (in the main thread; the search runs in
+   another) waits an exponential time of mean ``--kill-every`` seconds (seeded by ``--kill-seed``, the same waits
+   in every run), then picks one of the children being trained (Tune's worker processes executing a trial, found
+   in /proc with the trial their working directory names) and
+   - mode ``worker``: SIGKILLs its worker process, on a local Ray;
+   - mode ``node``: removes the simulated node that runs it (``ray.cluster_utils.Cluster``: a head with no CPUs and
+     two worker nodes of one CPU, as ``tests/test_faults.py``; the node whose raylet started the worker), and adds
+     a fresh one in its place.
    Ray retries a child whose worker or node died (``max_failures`` = 5 here).
 
 Reported per run: children recorded, **lost** (indices without a final record: must be 0), **duplicated** (indices
 with more than one: 0), controller updates (= trained children), kills, children that resumed from a checkpoint,
 wall seconds and its ratio to run 1, and the **wasted training**: batches trained that no outcome used, as a share
 of all batches trained. A kill wastes the batches its child trained since the checkpoint it resumes from (all of
-them without checkpoints); the batches at the kill are estimated from the child's latest report before it (its
-batches, plus its training rate times the seconds since): an estimate to within a few seconds of training.
+them without checkpoints); the batches at the kill are estimated from the killed try's latest report (its batches,
+plus the child's training rate times the seconds since), or, when the try had not reported yet, as the checkpoint it
+started from plus the rate times the seconds since the try was first seen running (an upper bound: those seconds
+include the try's setup).
 
 Writes ``--out``/chaos.json (every run's figures, the kills, provenance: code hash, commit, settings) and prints a
 table; the last line is the summary of the first chaos run with checkpoints::
 
     chaos: mode=worker children=… lost=0 duplicated=0 updates=… kills=… wasted=…% wall_vs_undisturbed=…x
 
-Usage: ``python bench/bench_chaos.py [--mode worker|node|both] [--children 12] [--batches 1500]
+Usage: ``python bench/bench_chaos.py [--mode worker|node|both] [--children 16] [--batches 3000]
 [--kill-every 30] [--checkpoint-every 5] [--out bench/chaos]``
 """
 
@@ -38,10 +42,12 @@ import json
 import os
 import random
 import signal
+import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,68 +87,103 @@ def _last_lines(result_json: Path, n: int = 50) -> list[dict[str, Any]]:
     return out
 
 
-def running_children(run_dir: Path) -> list[tuple[Path, list[dict[str, Any]]]]:
-    """Trial folders whose latest report says "running", with their latest reports (oldest first)."""
-    found = []
-    for folder in sorted(run_dir.glob("child_*")):
-        lines = _last_lines(folder / "result.json")
-        if lines and lines[-1].get("status") == "running":
-            found.append((folder, lines))
-    return found
+def running_children() -> dict[int, str]:
+    """pid -> trial folder name of every child being trained on this machine: a Ray Tune worker process executing
+    a trial (``ray::ImplicitFunc.train``), whose working directory Tune sets to that trial's (named as its folder
+    under the run). Found from /proc, so a child is a victim from its first second, reports or not."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if not (proc / "cmdline").read_bytes().startswith(b"ray::ImplicitFunc.train"):
+                continue
+            found[int(proc.name)] = os.readlink(proc / "cwd").rstrip("/").rsplit("/", 1)[-1]
+        except OSError:
+            continue  # it ended just now
+    return {pid: name for pid, name in found.items() if name.startswith("child_")}
 
 
-def batches_at(lines: list[dict[str, Any]], when: float) -> tuple[float, int]:
-    """(estimated batches done at ``when``, batches of the latest checkpoint before it) of a child whose latest
-    reports are ``lines``: the latest report's batches plus its training rate times the seconds since."""
-    latest = lines[-1]
-    done = float(latest.get("batches") or latest.get("fidelity") or 0)
-    seconds = float(latest.get("train_seconds") or 0.0)
-    if done and seconds:
-        done += done / seconds * max(0.0, when - float(latest.get("timestamp") or when))
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def batches_at(lines: list[dict[str, Any]], when: float, first_seen: float, rate: float) -> tuple[float, int]:
+    """(estimated batches the killed try had reached at ``when``, batches of the checkpoint it would resume from)
+    for a child whose reports so far are ``lines``, whose try was first seen running at ``first_seen`` and which
+    trains ``rate`` batches a second. With a report of this try: its batches plus ``rate`` times the seconds since;
+    without one: the checkpoint it started from plus ``rate`` times the seconds since it was first seen (an upper
+    bound: the seconds include the try's setup)."""
     checkpointed = max((int(r.get("batches") or 0) for r in lines if r.get("checkpoint")), default=0)
-    return done, checkpointed
+    mine = [r for r in lines if float(r.get("timestamp") or 0) >= first_seen - 1 and r.get("batches")]
+    if mine:
+        latest = mine[-1]
+        return float(latest["batches"]) + rate * max(0.0, when - float(latest["timestamp"])), checkpointed
+    started_from = max((int(r.get("batches") or 0) for r in lines if r.get("checkpoint")
+                        and float(r.get("timestamp") or 0) < first_seen), default=0)
+    return started_from + rate * max(0.0, when - first_seen), checkpointed
 
 
-class Killer(threading.Thread):
-    """Kills a running child at exponential intervals until stopped (see the module docstring)."""
+class Killer:
+    """Kills a running child at exponential intervals while the search runs (see the module docstring). Runs in
+    the main thread (``Cluster.add_node`` installs signal handlers, which only the main thread may do), polling
+    the running children every half second to know when each try started."""
 
     def __init__(self, run_dir: Path, mode: str, mean: float, seed: int, batches: int, cluster=None) -> None:
-        super().__init__(daemon=True)
         self.run_dir, self.mode, self.mean, self.batches, self.cluster = run_dir, mode, mean, batches, cluster
         self.rng = random.Random(seed)
-        self.stopped = threading.Event()
         self.kills: list[dict[str, Any]] = []
+        self.first_seen: dict[tuple[int, str], float] = {}
 
-    def run(self) -> None:
-        while not self.stopped.wait(self.rng.expovariate(1.0 / self.mean)):
-            victims = running_children(self.run_dir)
-            if not victims:
+    def _poll(self) -> dict[int, str]:
+        running = running_children()
+        now = time.time()
+        for key in running.items():
+            self.first_seen.setdefault(key, now)
+        return running
+
+    def run_while(self, alive: Callable[[], bool]) -> None:
+        next_kill = time.time() + self.rng.expovariate(1.0 / self.mean)
+        while alive():
+            running = self._poll()
+            if time.time() < next_kill:
+                time.sleep(0.5)
                 continue
-            folder, lines = self.rng.choice(victims)
-            now = time.time()
-            done, checkpointed = batches_at(lines, now)
-            kill = {"at": now, "child": folder.name, "batches": min(done, self.batches), "checkpoint": checkpointed}
-            try:
-                if self.mode == "worker":
-                    kill["pid"] = int(lines[-1]["pid"])
-                    os.kill(kill["pid"], signal.SIGKILL)
-                else:
-                    node_id = lines[-1].get("node_id")
-                    node = next(n for n in self.cluster.worker_nodes if n.node_id == node_id)
-                    self.cluster.remove_node(node)
-                    self.cluster.add_node(num_cpus=1)
-                    kill["node"] = node_id
-            except (ProcessLookupError, StopIteration, KeyError, ValueError):
-                continue  # it finished (or its node went) just now
-            self.kills.append(kill)
+            next_kill = time.time() + self.rng.expovariate(1.0 / self.mean)
+            if running:
+                self._kill(*self.rng.choice(sorted(running.items())))
+
+    def _kill(self, pid: int, child: str) -> None:
+        kill = {"at": time.time(), "child": child, "pid": pid, "first_seen": self.first_seen[(pid, child)],
+                "lines": _last_lines(self.run_dir / child / "result.json")}
+        try:
+            if self.mode == "worker":
+                os.kill(pid, signal.SIGKILL)
+            else:
+                raylet = parent_pid(pid)  # a worker process is started by its node's raylet
+                node = next(n for n in self.cluster.worker_nodes
+                            if n.all_processes["raylet"][0].process.pid == raylet)
+                self.cluster.remove_node(node)
+                self.cluster.add_node(num_cpus=1)
+                kill["node"] = node.node_id
+        except (ProcessLookupError, StopIteration, OSError):
+            return  # it finished (or its node went) just now
+        self.kills.append(kill)
 
 
-def figures(run_dir: Path, children: int, kills: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+def figures(run_dir: Path, children: int, batches: int, kills: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     rows = read_records(run_dir / "children.jsonl")
     finals: dict[int, set[str]] = {}
     for r in rows:
         finals.setdefault(int(r["index"]), set()).add(r["trial_id"])
     used = sum(int(r.get("fidelity") or 0) for r in rows if r.get("reused_from") is None)
+    rates = {f"child_{int(r['index']):04d}_{r['trial_id']}": int(r.get("fidelity") or 0) / r["train_seconds"]
+             for r in rows if r.get("train_seconds")}
+    median_rate = statistics.median(rates.values()) if rates else 0.0
+    for k in kills:
+        done, checkpointed = batches_at(k.pop("lines"), k["at"], k["first_seen"],
+                                        rates.get(k["child"], median_rate))
+        k["batches"], k["checkpoint"] = min(done, batches), checkpointed
     wasted = sum(max(0.0, k["batches"] - k["checkpoint"]) for k in kills)
     return {"children": len(finals), "lost": sum(1 for i in range(children) if i not in finals),
             "duplicated": sum(1 for ids in finals.values() if len(ids) > 1),
@@ -170,25 +211,35 @@ def one_run(args: argparse.Namespace, root: Path, name: str, mode: str | None, c
     else:
         ray_session.start_local(num_cpus=2)
     killer = Killer(cfg.run_dir, mode, args.kill_every, args.kill_seed, args.batches, cluster) if mode else None
+    ended: dict[str, Any] = {}
+
+    def search() -> None:
+        try:
+            ended["outcome"] = run_search(cfg, out=lambda line: None)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+            ended["error"] = e
+
+    thread = threading.Thread(target=search, daemon=True)  # the killer needs the main thread (signal handlers)
     try:
+        thread.start()
         if killer:
-            killer.start()
-        outcome = run_search(cfg, out=lambda line: None)
+            killer.run_while(thread.is_alive)
+        thread.join()
     finally:
-        if killer:
-            killer.stopped.set()
-            killer.join()
         ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
-    return figures(cfg.run_dir, args.children, killer.kills if killer else [], outcome.seconds)
+    if "error" in ended:
+        raise ended["error"]
+    return figures(cfg.run_dir, args.children, args.batches, killer.kills if killer else [],
+                   ended["outcome"].seconds)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", choices=["worker", "node", "both"], default="both")
-    p.add_argument("--children", type=int, default=12)
-    p.add_argument("--batches", type=int, default=1500, help="training batches per child")
+    p.add_argument("--children", type=int, default=16)
+    p.add_argument("--batches", type=int, default=3000, help="training batches per child")
     p.add_argument("--kill-every", type=float, default=30.0, help="mean seconds between kills")
     p.add_argument("--checkpoint-every", type=float, default=5.0, help="[budget] checkpoint_every of the runs")
     p.add_argument("--seed", type=int, default=0, help="search seed")

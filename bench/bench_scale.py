@@ -14,7 +14,12 @@ The last line (target: ratio <= 1.5, driver memory within a few hundred MB)::
 
     scale: children=2000 overhead_first100=…s overhead_last100=…s ratio=… driver_mb=… results_s=…
 
-Usage: ``python bench/bench_scale.py [--children 2000] [--out bench/scale]`` (keeps the run folder under --out).
+With ``--trace-memory``, the driver's Python allocations are traced (``tracemalloc``; the search runs several times
+slower) and the growth between child 200 and the end is printed by owner (ray, ours, other) with the largest
+allocation sites.
+
+Usage: ``python bench/bench_scale.py [--children 2000] [--out bench/scale] [--trace-memory]`` (keeps the run folder
+under --out).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,6 +70,39 @@ class MemorySampler(threading.Thread):
             self.samples.append((time.time(), rss_mb()))
 
 
+class MemoryTrace:
+    """``tracemalloc`` snapshots of the driver after child ``first`` and at the end; what grew in between, by owner."""
+
+    def __init__(self, first: int = 200) -> None:
+        self.first, self.count, self.snapshots = first, 0, []
+        tracemalloc.start(8)
+
+    def child_line(self, line: str) -> None:  # the search's progress callback: one line per child
+        self.count += 1
+        if self.count == self.first:
+            self.snapshots.append((self.count, tracemalloc.take_snapshot()))
+
+    def report(self) -> list[str]:
+        if not self.snapshots:
+            return [f"(memory trace: the search ended before child {self.first})"]
+        (first, before), after = self.snapshots[0], tracemalloc.take_snapshot()
+        owners: Counter[str] = Counter()
+        for stat in after.compare_to(before, "filename"):
+            name = stat.traceback[0].filename
+            owners["ray" if "/ray/" in name else "ours" if any(f"/{d}/" in name for d in
+                   ("nas", "workers", "search_spaces")) else "other"] += stat.size_diff
+        n = self.count - first
+        lines = [f"Python allocations grown between child {first} and child {self.count} ({n} children):"]
+        lines += [f"  {owner}: {size / 1e6:.1f} MB ({size / max(n, 1) / 1e3:.1f} KB per child)"
+                  for owner, size in owners.most_common()]
+        for stat in after.compare_to(before, "traceback")[:8]:
+            site = next((f for f in reversed(stat.traceback) if "/ray/" in f.filename or "/nas/" in f.filename),
+                        stat.traceback[0])
+            lines.append(f"  {stat.size_diff / 1e6:6.1f} MB  {site.filename.split('site-packages/')[-1]}:{site.lineno}")
+        tracemalloc.stop()
+        return lines
+
+
 def overhead_per_block(rows: list[dict], block: int = 100, concurrency: int = 2) -> list[tuple[int, float, float]]:
     """(first index, overhead per child in s, inside-the-trainable per child in s) for each full block of
     ``block`` children in index order."""
@@ -81,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--children", type=int, default=2000)
     p.add_argument("--batches", type=int, default=1, help="training batches per child")
     p.add_argument("--out", default="bench/scale", help="folder for the run and scale.json")
+    p.add_argument("--trace-memory", action="store_true", help="trace the driver's Python allocations (slower)")
     args = p.parse_args(argv)
     out = Path(args.out)
     if (out / "scale").exists():
@@ -97,13 +138,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     sampler = MemorySampler()
     start_mb = rss_mb()
     sampler.start()
+    trace = MemoryTrace() if args.trace_memory else None
     started = time.time()
     try:
-        outcome = run_search(cfg, out=lambda line: None)
+        outcome = run_search(cfg, out=trace.child_line if trace else lambda line: None)
     finally:
         sampler.stopped.set()
         ray.shutdown()
     wall = time.time() - started
+    if trace:
+        print("\n".join(trace.report()))
     rows = read_records(cfg.run_dir / "children.jsonl")
     blocks = overhead_per_block(rows)
     began = time.time()
