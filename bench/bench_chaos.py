@@ -2,8 +2,10 @@
 with and without the children's own checkpoints, next to an undisturbed run of the same seed.
 
 Each run is a real ``run_search`` of ``--children`` children of the default algorithm (REINFORCE) on the bundled
-corpus, 2 at a time, each child 1 layer of hidden 64 trained for ``--batches`` batches (~12 s on one core with the C kernels),
-``[budget] checkpoint_every = --checkpoint-every`` seconds (or "none"), search seed ``--seed``. The runs:
+corpus, 2 at a time, each child 1 layer of hidden 64 trained for ``--epochs`` epochs of ``--batches`` batches
+(3 x 900: ~36 s on one core with the C kernels; it also checkpoints at each epoch's end), ``[budget]
+checkpoint_every = --checkpoint-every`` seconds (or "none"; 5 s, scaled down with the children from the default
+60 s), search seed ``--seed``. The runs:
 
 1. **undisturbed**, with checkpoints (the reference for wall time; what checkpointing costs shows against 2);
 2. **undisturbed, no checkpoints**;
@@ -31,8 +33,8 @@ table; the last line is the summary of the first chaos run with checkpoints::
 
     chaos: mode=worker children=… lost=0 duplicated=0 updates=… kills=… wasted=…% wall_vs_undisturbed=…x
 
-Usage: ``python bench/bench_chaos.py [--mode worker|node|both] [--children 16] [--batches 3000]
-[--kill-every 30] [--checkpoint-every 5] [--out bench/chaos]``
+Usage: ``python bench/bench_chaos.py [--mode worker|node|both] [--children 12] [--batches 900] [--epochs 3]
+[--kill-every 60] [--checkpoint-every 5] [--out bench/chaos]``
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def search_settings(args: argparse.Namespace, name: str, root: Path, checkpoints
             "max_failures": 5,
             "space": {"base": 8, "layers": {"num_layers": [1], "hidden_size": [64], "dropout": [0.0, 0.1]}},
             "model": {"num_layers": 1, "hidden_size": 64},
-            "budget": {"epochs": 1, "max_batches": args.batches, "max_eval_tokens": 5000,
+            "budget": {"epochs": args.epochs, "max_batches": args.batches, "max_eval_tokens": 5000,
                        "checkpoint_every": args.checkpoint_every if checkpoints else "none"}}
 
 
@@ -238,9 +240,11 @@ def one_run(args: argparse.Namespace, root: Path, name: str, mode: str | None, c
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", choices=["worker", "node", "both"], default="both")
-    p.add_argument("--children", type=int, default=16)
-    p.add_argument("--batches", type=int, default=3000, help="training batches per child")
-    p.add_argument("--kill-every", type=float, default=30.0, help="mean seconds between kills")
+    p.add_argument("--children", type=int, default=12)
+    p.add_argument("--batches", type=int, default=900, help="training batches per epoch (the bundled corpus has "
+                   "~900 windows of 32 x 35 characters: more is the whole split)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per child")
+    p.add_argument("--kill-every", type=float, default=60.0, help="mean seconds between kills")
     p.add_argument("--checkpoint-every", type=float, default=5.0, help="[budget] checkpoint_every of the runs")
     p.add_argument("--seed", type=int, default=0, help="search seed")
     p.add_argument("--kill-seed", type=int, default=0, help="seed of the killer's waits and choices")
@@ -248,7 +252,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     modes = ["worker", "node"] if args.mode == "both" else [args.mode]
     runs: dict[str, dict[str, Any]] = {}
-    print(f"ray {ray.__version__}; {args.children} children of {args.batches} batches, 2 at a time; checkpoints "
+    print(f"ray {ray.__version__}; {args.children} children of {args.epochs} x {args.batches} batches, 2 at a time; "
+          f"checkpoints "
           f"every {args.checkpoint_every:g} s; a kill every {args.kill_every:g} s on average", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp:
         root = Path(tmp)
