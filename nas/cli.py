@@ -102,12 +102,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nas.config import config_from_dict, load_config, load_run_config, merge_overrides
     from nas.search.driver import run_search
 
-    overrides = {
-        "name": args.name, "trials": args.trials, "concurrency": args.concurrency,
-        "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial, "algo": args.algo,
-        "seed": args.seed, "results_dir": args.results_dir, "address": args.address, "initial": args.initial,
-        "data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level,
-    }
+    overrides = _settings_given(args)
     if args.resume:
         allowed = {"results_dir", "address", "trials"}  # --trials N extends a search to N children
         given = [k for k, v in overrides.items() if v is not None and k not in allowed]
@@ -223,7 +218,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     folder = _train_folder(args)
     search = _train_search_settings(args, folder)
-    cfg = retrain_config(search, args.epochs, args.patience, args.seeds, args.seed, args.device)
+    cfg = retrain_config(search, seeds=args.seeds, first_seed=args.seed, device=args.device)
     if args.top is not None:
         return _train_top(args, folder, cfg)
     jobs = [train_source(source, folder, args.rank, cfg) for source in args.source]
@@ -252,10 +247,10 @@ def _train_folder(args: argparse.Namespace) -> Path | None:
 
 def _train_search_settings(args: argparse.Namespace, folder: Path | None) -> Any:
     """The search settings a retraining starts from: the results folder's own, else --config's, else the defaults;
-    the data flags override them."""
+    the data and retraining flags override them."""
     from nas.config import CONFIG_FILE, config_from_dict, load_config, load_run_config, merge_overrides
 
-    data = {"data.dataset": args.dataset, "data.data_dir": args.data_dir, "data.level": args.level}
+    data = _settings_given(args)
     if folder is None:
         return load_config(args.config, data) if args.config else config_from_dict(merge_overrides({}, data))
     if args.config:
@@ -393,24 +388,13 @@ def _add_show(sub: Any) -> None:
 
 
 def _add_search(sub: Any) -> None:
+    from nas.config import SearchConfig
+    from workers.corpora import DataConfig
+
     search = sub.add_parser("search", help="search for a recurrent cell (with no options: the built-in default)")
     search.add_argument("--config", metavar="FILE", help="TOML file with the search settings (flags override it)")
-    search.add_argument("--name", help="experiment name (default: search-<date>-<time>)")
-    search.add_argument("--trials", type=int, help="children in total (default 16); with --resume, a larger number "
-                        "extends the search")
-    search.add_argument("--concurrency", type=_auto_or(int), help="children training at once (default auto: fill "
-                        "the machine/cluster, one child per --cpus-per-trial CPUs)")
-    search.add_argument("--cpus-per-trial", type=float, help="CPUs per child (default 1)")
-    search.add_argument("--gpus-per-trial", type=_auto_or(float), help="GPUs per child; 0.25 packs four per GPU "
-                        "(default auto: 1/16 when the cluster has GPUs, else 0)")
-    _add_data_flags(search)
-    search.add_argument("--algo", choices=["reinforce", "random", "evolution"],
-                        help="the controller, the random baseline or regularized evolution")
-    search.add_argument("--seed", type=int, help="seed of the controller and of every child (default 0)")
-    search.add_argument("--results-dir", help="folder of experiments (default ./results)")
-    search.add_argument("--initial", metavar="CELL,...", help="children to train first, e.g. lstm,nascell,my.json "
-                        "(known cells or spec JSON files; the searcher learns from them; TOML: initial = [...])")
-    search.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://host:10001 (default: local)")
+    _add_settings(search, SearchConfig)
+    _add_settings(search, DataConfig, "data")
     search.add_argument("--resume", metavar="NAME", help="continue the experiment NAME where it stopped (with "
                         "--trials N: then go on to N children)")
     search.set_defaults(func=cmd_search)
@@ -456,6 +440,9 @@ def _add_export(sub: Any) -> None:
 
 
 def _add_train(sub: Any) -> None:
+    from nas.config import RetrainSettings
+    from workers.corpora import DataConfig
+
     train = sub.add_parser("train", help="retrain a cell to convergence and report its test perplexity")
     train.add_argument("source", nargs="+", help="what to train: a results folder (its best child, or --rank K), a "
                        "spec JSON file, a known cell name, or torch-lstm / torch-gru (torch.nn.LSTM / nn.GRU, the "
@@ -469,13 +456,11 @@ def _add_train(sub: Any) -> None:
                        "spec or name; a results folder uses its own)")
     train.add_argument("--match-params", metavar="SOURCE", help="size torch-lstm's / torch-gru's hidden layer "
                        "so its parameter count matches SOURCE's model (a cell name, spec file or the results folder)")
-    train.add_argument("--epochs", type=int, help="most epochs per seed (default: the config's [retrain], 40)")
-    train.add_argument("--patience", type=int, help="stop after this many epochs without a better validation loss "
-                       "(default: the config's [retrain], 3; 0: never stop early)")
+    _add_settings(train, RetrainSettings, "retrain", note="the config's [retrain], ")
     train.add_argument("--seeds", type=int, default=1, help="independent trainings, seeds --seed, --seed+1, ... "
                        "(default 1); reports mean ± std")
     train.add_argument("--seed", type=int, help="first seed (default: the search's seed, else 0)")
-    _add_data_flags(train)
+    _add_settings(train, DataConfig, "data")
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when present, else cpu)")
     train.add_argument("--out", help="folder to write (default: <results folder>/train-rank<K> or train-top<K>, "
                        "else results/train-<cell>-<date>-<time>; with several sources, one sub-folder each)")
@@ -513,11 +498,39 @@ def _add_data(sub: Any) -> None:
     dl.set_defaults(func=cmd_data_download)
 
 
-def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    """The corpus flags `nas search` and `nas train` share."""
-    parser.add_argument("--dataset", help="shakespeare (bundled), ptb, wikitext-2, or a directory of split files")
-    parser.add_argument("--data-dir", help="directory holding the ptb / wikitext-2 files")
-    parser.add_argument("--level", choices=["auto", "word", "char"], help="tokenisation (default auto)")
+def _add_settings(parser: argparse.ArgumentParser, cls: type, section: str = "", note: str = "") -> None:
+    """A flag for each setting of ``cls`` declared with ``flag=True`` (:mod:`workers.setting`): ``--name-with-dashes``,
+    its type and choices from the declaration, its help from the field's docstring and default (``note`` goes in
+    front of the default, e.g. "the config's [retrain], "); the value lands under the setting's dotted key
+    (``data.dataset``; None when the flag is not given), ready for :func:`nas.config.merge_overrides`."""
+    import dataclasses
+
+    from workers import setting
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in setting.flags(cls):
+        f, kind = fields[name], setting.kind(cls, name)
+        meta = f.metadata
+        kw: dict[str, Any] = {"dest": f"{section}.{name}" if section else name, "default": None}
+        if meta["choices"] is not None:
+            kw["choices"] = list(meta["choices"])
+        else:
+            kw["metavar"] = name.upper() if kind is not None else "A,B,..."
+            if kind in (int, float):
+                kw["type"] = _auto_or(kind) if meta["none"] == "auto" else kind
+        help_text = setting.summary(cls, name)
+        if f.default is not dataclasses.MISSING:
+            shown = meta["none"] if f.default is None else ",".join(f.default) or "none" if kind is None else f.default
+            help_text += f" (default: {note}{shown})"
+        parser.add_argument("--" + name.replace("_", "-"), help=help_text.replace("%", "%%"), **kw)
+    keys = [f"{section}.{name}" if section else name for name in setting.flags(cls)]
+    parser.set_defaults(setting_keys=(parser.get_default("setting_keys") or []) + keys)
+
+
+def _settings_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, by dotted key (``{"trials": 8, "data.level": "char"}``; None: not given)."""
+    return {key: getattr(args, key) for key in args.setting_keys}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()

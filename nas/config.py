@@ -37,8 +37,6 @@ import json
 import math
 import os
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +51,7 @@ from search_spaces.known import load_spec
 from search_spaces.space import ChildSpec, SearchSpace
 from workers.child_settings import Budget, ChildSettings, ModelConfig, TrainConfig, split_hparams
 from workers.corpora import DataConfig
+from workers.setting import check, optional, setting
 
 ALGOS = ("reinforce", "random", "evolution")
 SCHEDULERS = ("none", "asha")
@@ -92,25 +91,18 @@ class SchedulerConfig:
     perplexity at every rung (grace_period x reduction_factor^k batches below the max), inside an epoch if need be,
     and ASHA stops it there unless it is in the best 1/reduction_factor of the children that reached that rung."""
 
-    kind: str = "none"
+    kind: str = setting("none", choices=SCHEDULERS)
     """"asha" or "none". Off by default, by measurement (bench/RESULTS.md, 2026-11-27: the default controller with
     ASHA, grace 20 of 60 batches, found 14.33 ± 0.52 against 13.63 ± 0.65 without, 100 children x 3 seeds; random
     search 15.08 ± 1.13 with, 14.34 ± 0.32 without): at these short budgets a cell's rank after a third of its
     training says too little about its rank at the end. Worth trying with long children."""
-    grace_period: int = 50
+    grace_period: int = setting(50, low=1)
     """Training batches before the first rung (ASHA's minimum resource)."""
-    reduction_factor: int = 3
+    reduction_factor: int = setting(3, low=2)
     """Keep the best 1/reduction_factor at each rung; rungs are this factor apart (Li et al.: 3 or 4)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in SCHEDULERS:
-            raise ValueError(f"scheduler.kind: {self.kind!r} is not one of {', '.join(SCHEDULERS)}")
-        if not isinstance(self.grace_period, int) or isinstance(self.grace_period, bool) or self.grace_period < 1:
-            raise ValueError(f"scheduler.grace_period: {self.grace_period!r} is not allowed; use a whole number >= 1")
-        if (not isinstance(self.reduction_factor, int) or isinstance(self.reduction_factor, bool)
-                or self.reduction_factor < 2):
-            raise ValueError(f"scheduler.reduction_factor: {self.reduction_factor!r} is not allowed; use a whole "
-                             "number >= 2")
+        check(self, "scheduler")
 
     def rungs(self, max_fidelity: int) -> tuple[int, ...]:
         """The rung milestones below ``max_fidelity`` (empty when off), as Ray's ASHA computes them for
@@ -126,17 +118,14 @@ class SchedulerConfig:
 class RetrainSettings:
     """How ``nas train`` retrains a cell to convergence (its --epochs and --patience flags override these)."""
 
-    epochs: int = 40
+    epochs: int = setting(40, low=1, flag=True)
     """Most epochs per seed (pytorch/examples word_language_model trains 40; Zaremba et al. 2014's small LSTM 13)."""
-    patience: int = 3
+    patience: int = setting(3, low=0, flag=True)
     """Stop after this many epochs in a row without a better validation loss (0: never). With the "plateau"
     schedule, 3 such epochs mean the learning rate fell 64-fold (at lr_decay 4) without any gain: converged."""
 
     def __post_init__(self) -> None:
-        for name, low in (("epochs", 1), ("patience", 0)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise ValueError(f"retrain.{name}: {v!r} is not allowed; use a whole number >= {low}")
+        check(self, "retrain")
 
 
 def default_name() -> str:
@@ -147,41 +136,44 @@ def default_name() -> str:
 class SearchConfig:
     """Everything a search needs. Defaults are the built-in default run: bundled corpus, local Ray, CPU."""
 
-    name: str = field(default_factory=default_name)
-    """Experiment name; results go to <results_dir>/<name>/."""
-    trials: int = 16
-    """Children in total. A proposal whose spec an earlier child already trained reuses that outcome and counts as a
-    child without training (so a search that converges ends sooner instead of training copies)."""
-    concurrency: int | None = None
-    """Children training at once (max_concurrent_trials); None ("auto"): as many as the cluster's CPUs (and GPUs)
-    hold at cpus_per_trial / gpus_per_trial each (see nas.search.driver.plan_resources)."""
-    cpus_per_trial: float = 1.0
+    name: str = setting(factory=default_name, flag=True)
+    """Experiment name; results go to <results_dir>/<name>/ (default: search-<date>-<time>)."""
+    trials: int = setting(16, low=1, flag=True)
+    """Children in total; with ``--resume``, a larger number extends the search. A proposal whose spec an earlier
+    child already trained reuses that outcome and counts as a child without training (so a search that converges
+    ends sooner instead of training copies)."""
+    concurrency: int | None = setting(None, low=1, none="auto", flag=True)
+    """Children training at once; "auto" (None): as many as the machine's or cluster's CPUs (and GPUs) hold at
+    cpus_per_trial / gpus_per_trial each. Tune's max_concurrent_trials (see nas.search.driver.plan_resources)."""
+    cpus_per_trial: float = setting(1.0, above=0, flag=True)
     """CPUs reserved per child; torch uses that many threads."""
-    gpus_per_trial: float | None = None
-    """GPUs per child; a fraction packs several children on one GPU (0.25 -> four per GPU). None ("auto"):
-    AUTO_GPUS_PER_TRIAL (1/16, measured) when the cluster has GPUs, else 0."""
-    algo: str = "reinforce"
+    gpus_per_trial: float | None = setting(None, low=0, none="auto", flag=True)
+    """GPUs per child; a fraction packs several children on one GPU (0.25: four per GPU), and "auto" (None) is
+    1/16 when the cluster has GPUs, else 0. The 1/16 is AUTO_GPUS_PER_TRIAL, measured."""
+    algo: str = setting("reinforce", choices=ALGOS, flag=True)
     """"reinforce" (the controller), "random" (the baseline every NAS claim is measured against) or "evolution"
-    (regularized evolution, Real et al. 2019: the strongest small-budget baseline; settings in [evolution])."""
-    seed: int = 0
+    (regularized evolution, settings in [evolution]). Regularized evolution (Real et al. 2019) is the strongest
+    small-budget baseline."""
+    seed: int = setting(0, flag=True)
     """Seeds the controller's sampling and every child's training."""
-    results_dir: str = "results"
+    results_dir: str = setting("results", flag=True)
     """Folder holding one sub-folder per experiment."""
-    address: str | None = None
-    """Ray cluster to join ("auto", "ray://host:10001", ...); None starts a local Ray."""
-    max_failures: int = 2
+    address: str | None = setting(None, flag=True)
+    """Ray cluster to join ("auto", "ray://host:10001", ...); none (None) starts a local Ray."""
+    max_failures: int = setting(2, low=0)
     """Retries of a child whose worker died (Ray FailureConfig); errors inside training are not retried."""
-    max_params: int | None = None
+    max_params: int | None = setting(None, low=1)
     """Parameter budget of a child model (None: none). A proposal above it is recorded as ``over_budget`` without
     training, with reward 0, so that the controller, which also picks hidden_size, compares cells at a bounded size
     (Zoph & Le compare cells at matched size)."""
-    initial: tuple[ChildSpec | str, ...] = ()
-    """Children trained first, before the searcher proposes any (a warm start, as Optuna's ``enqueue_trial``): known
-    cell names or spec JSON files in TOML (``initial = ["lstm", "my_cell.json"]``) and ``--initial``, read into specs
-    when the settings are read (every entry is a :class:`ChildSpec` afterwards; ``config.json`` keeps the specs: a
-    resumed search needs no file and does not train them again). They count as children and the searcher learns
-    from them (the controller as from its own samples, evolution as members). A spec's layer choices apply; a choice
-    it lacks is the fixed ``[model]``/``[train]`` value when that is one of the choices, else the first choice."""
+    initial: tuple[ChildSpec | str, ...] = setting((), flag=True)
+    """Children trained first, before the searcher proposes any: known cell names or spec JSON files (a warm
+    start; on the command line comma-separated, e.g. lstm,nascell,my.json). As Optuna's ``enqueue_trial``; in TOML
+    ``initial = ["lstm", "my_cell.json"]``. They are read into specs when the settings are read (every entry is a
+    :class:`ChildSpec` afterwards; ``config.json`` keeps the specs: a resumed search needs no file and does not
+    train them again). They count as children and the searcher learns from them (the controller as from its own
+    samples, evolution as members). A spec's layer choices apply; a choice it lacks is the fixed
+    ``[model]``/``[train]`` value when that is one of the choices, else the first choice."""
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, hidden_size=128, dropout=0.1))
@@ -196,23 +188,12 @@ class SearchConfig:
         name = self.name
         if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name in (".", ".."):
             raise ValueError(f"name: {self.name!r} is not allowed; use a plain folder name like my-search")
-        if self.trials < 1:
-            raise ValueError(f"trials: {self.trials} is not allowed; use 1 or more")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ValueError(f"concurrency: {self.concurrency} is not allowed; use 1 or more")
-        if not self.cpus_per_trial > 0:
-            raise ValueError(f"cpus_per_trial: {self.cpus_per_trial} is not allowed; use a positive number")
+        check(self, "")
         gpus = self.gpus_per_trial
-        if gpus is not None and not (gpus >= 0 and (gpus <= 1 or float(gpus).is_integer())):
+        if gpus is not None and not (gpus <= 1 or float(gpus).is_integer()):
             raise ValueError(
                 f"gpus_per_trial: {self.gpus_per_trial} is not allowed; use 0, a fraction up to 1, or a whole number"
             )
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo: {self.algo!r} is not one of {', '.join(ALGOS)}")
-        if self.max_params is not None and (not isinstance(self.max_params, int) or self.max_params < 1):
-            raise ValueError(f"max_params: {self.max_params!r} is not allowed; use a whole number >= 1, or none")
-        if self.max_failures < 0:
-            raise ValueError(f"max_failures: {self.max_failures} is not allowed; use 0 or more")
         object.__setattr__(self, "initial", self._initial_in_space())
         if len(self.initial) > self.trials:
             raise ValueError(f"initial: {len(self.initial)} children, more than trials ({self.trials}); give at most "
@@ -294,32 +275,13 @@ _SECTIONS = {"data": DataConfig, "space": SpaceConfig, "model": ModelConfig, "tr
 _CHECKED_TOGETHER = ("tie_weights", "embedding_size", "hidden_size")
 """ModelConfig fields validated against each other: searched choices of these are checked in every combination."""
 
-_AUTO = ("concurrency", "gpus_per_trial")
-"""Top-level settings whose None means "pick for the machine", spelled "auto" in TOML and on the command line."""
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the field type ``tp`` (int, float, str, bool, X | None); ints pass as floats."""
-    options = typing.get_args(tp) if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union else (tp,)
-    if type(None) in options and (value is None or value == "none" or (value == "auto" and key in _AUTO)):
-        return None  # TOML has no null: the string "none" disables an optional setting, "auto" picks for the machine
-    for opt in options:
-        if opt is bool and isinstance(value, bool):
-            return value
-        if opt is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                break
-            return float(value)
-        if opt is str and isinstance(value, str):
-            return value
-    wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
-    raise ValueError(f"{key}: {value!r} is not a valid {wanted}")
+def _spelled(cls: type, key: str, value: Any) -> Any:
+    """A TOML value as the field ``key`` of ``cls`` takes it: TOML has no null, so the string "none" (or, where None
+    means "pick for the machine", "auto") is None; the class's own check judges everything else."""
+    if optional(cls, key) and value in ("none", {f.name: f for f in dataclasses.fields(cls)}[key].metadata.get(
+            "none", "none")):
+        return None
+    return value
 
 
 def _build(cls: type, table: Any, section: str, base: Any = None) -> Any:
@@ -329,7 +291,6 @@ def _build(cls: type, table: Any, section: str, base: Any = None) -> Any:
     prefix = f"{section}." if section else ""
     if not isinstance(table, dict):
         raise ValueError(f"[{section}]: expected a table of settings, got {table!r}")
-    hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init and not f.metadata.get("derived")]
     unknown = sorted(set(table) - set(names))
     if unknown:
@@ -347,7 +308,7 @@ def _build(cls: type, table: Any, section: str, base: Any = None) -> Any:
         elif cls is SearchConfig and key in _SECTIONS:
             kwargs[key] = _build(_SECTIONS[key], value, key, base=getattr(SearchConfig(), key))
         else:
-            kwargs[key] = _coerce(prefix + key, value, hints[key])
+            kwargs[key] = _spelled(cls, key, value)
     return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
 
 

@@ -6,10 +6,11 @@ that reading a search's settings does not import it; the model is :mod:`workers.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from workers.setting import check, setting
 
 RNNS = ("cell", "torch-lstm", "torch-gru")
 """What the recurrent layers are: the searched cell, or ``torch.nn.LSTM`` (the reference)."""
@@ -25,46 +26,34 @@ eagerly."""
 
 PRECISIONS = ("float32", "bfloat16")
 LR_SCHEDULES = ("plateau", "step")
+OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of a child model. Every field may also be chosen by the controller (a layer hyperparameter)."""
 
-    num_layers: int = 2
+    num_layers: int = setting(2, low=1)
     """Stacked cell layers (paper's PTB child: 2)."""
-    hidden_size: int = 200
+    hidden_size: int = setting(200, low=1)
     """Units per cell layer (H)."""
-    embedding_size: int | None = None
+    embedding_size: int | None = setting(None, low=1, none_means="(equal to hidden_size)")
     """Token embedding size; None means equal to ``hidden_size``."""
-    dropout: float = 0.2
+    dropout: float = setting(0.2, low=0, below=1)
     """Dropout on the embedding, between layers and on the RNN output (word_language_model default 0.2)."""
-    tie_weights: bool = False
+    tie_weights: bool = setting(False)
     """Share the embedding matrix with the decoder (Press & Wolf 2017); needs embedding_size == hidden_size."""
-    init_range: float | None = None
+    init_range: float | None = setting(None, above=0, none_means="for the default initialisation")
     """None: word_language_model's initialisation (embedding and decoder uniform in ±0.1, the recurrent layers
     PyTorch's default); a number r: every weight and bias uniform in ±r (Zaremba et al. 2014: 0.1 small, 0.05
     medium, 0.04 large)."""
-    rnn: str = "cell"
+    rnn: str = setting("cell", choices=RNNS)
     """"cell": the searched cell's layers; "torch-lstm": ``torch.nn.LSTM`` (cuDNN on GPUs), the reference LSTM;
     "torch-gru": ``torch.nn.GRU`` (cuDNN on GPUs), a second reference (no tree of the space computes it: a GRU needs
     ``h_{t-1}`` itself and ``1 - z``, while every leaf of a tree mixes projections of x_t and h_{t-1})."""
 
     def __post_init__(self) -> None:
-        if self.rnn not in RNNS:
-            raise ValueError(f"model.rnn: {self.rnn!r} is not one of {', '.join(RNNS)}")
-        r = self.init_range
-        if r is not None and (not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 < r < math.inf):
-            raise ValueError(f"model.init_range: {r!r} is not allowed; use a positive number, or none for the "
-                             "default initialisation")
-        for name in ("num_layers", "hidden_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"model.{name}: {v!r} is not allowed; use a whole number >= 1")
-        if self.embedding_size is not None and (not isinstance(self.embedding_size, int) or self.embedding_size < 1):
-            raise ValueError(f"model.embedding_size: {self.embedding_size!r} is not allowed; use a whole number >= 1")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout: {self.dropout!r} is not allowed; use a number in [0, 1)")
+        check(self, "model")
         if self.tie_weights and self.embedding_dim != self.hidden_size:
             raise ValueError(
                 f"model.tie_weights: needs embedding_size == hidden_size, got {self.embedding_dim} and "
@@ -80,81 +69,62 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation of a child. Defaults follow pytorch/examples word_language_model unless noted."""
 
-    lr: float = 20.0
+    lr: float = setting(20.0, above=0)
     """Initial learning rate (word_language_model: 20 with plain SGD)."""
-    optimizer: str = "sgd"
+    optimizer: str = setting("sgd", choices=OPTIMIZERS)
     """"sgd" (word_language_model) or "adam"."""
-    lr_decay: float = 4.0
+    lr_decay: float = setting(4.0, above=0)
     """The learning rate's divisor under ``lr_schedule`` (word_language_model: 4; Zaremba et al. 2014: 2)."""
-    lr_schedule: str = "plateau"
+    lr_schedule: str = setting("plateau", choices=LR_SCHEDULES)
     """How SGD's learning rate falls (:func:`workers.train.lr_at`). "plateau": divided by ``lr_decay`` after every
     epoch without a better validation loss (word_language_model); "step": constant for the first ``lr_step_after``
     epochs, then divided by ``lr_decay`` every epoch (Zaremba et al. 2014). Adam keeps its rate."""
-    lr_step_after: int = 4
+    lr_step_after: int = setting(4, low=0)
     """Epochs at the initial rate under the "step" schedule (Zaremba et al. 2014: 4 small, 6 medium, 14 large)."""
-    clip: float = 0.25
+    clip: float = setting(0.25, above=0)
     """Gradient-norm clipping threshold (word_language_model: 0.25)."""
-    batch_size: int = 20
+    batch_size: int = setting(20, low=1)
     """Training batch size (Zaremba et al. 2014 and word_language_model: 20)."""
-    bptt: int = 35
+    bptt: int = setting(35, low=1)
     """Truncated-BPTT window (Zaremba et al. 2014; Zoph & Le 2017: 35)."""
-    eval_batch_size: int = 10
+    eval_batch_size: int = setting(10, low=1)
     """Batch size for validation/test perplexity (word_language_model: 10)."""
-    precision: str = "float32"
+    precision: str = setting("float32", choices=PRECISIONS)
     """"float32", or "bfloat16": forward passes under ``torch.autocast`` (weights and optimizer stay float32).
     Worth it on GPUs with bf16 tensor cores; on CPUs without bf16 instructions it is slower."""
-    cell_kernels: str = "auto"
+    cell_kernels: str = setting("auto", choices=KERNELS)
     """How the cell's element-wise step runs (:data:`KERNELS`): "auto" (generated Triton kernels on CUDA when
     Triton is installed, generated C kernels on a CPU when a C compiler is found, torch operations otherwise),
     "torch", "triton" or "native"."""
-    cuda_graphs: str = "auto"
+    cuda_graphs: str = setting("auto", choices=CUDA_GRAPHS)
     """"auto": on a CUDA device, capture each child's training step as a CUDA graph and replay it per window
     (:mod:`workers.cuda_graph`; never on a CPU); "off": eager steps."""
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"train.lr_schedule: {self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
-        if not isinstance(self.lr_step_after, int) or isinstance(self.lr_step_after, bool) or self.lr_step_after < 0:
-            raise ValueError(f"train.lr_step_after: {self.lr_step_after!r} is not allowed; use a whole number >= 0")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"train.optimizer: {self.optimizer!r} is not one of sgd, adam")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.cell_kernels not in KERNELS:
-            raise ValueError(f"train.cell_kernels: {self.cell_kernels!r} is not one of {', '.join(KERNELS)}")
-        if self.cuda_graphs not in CUDA_GRAPHS:
-            raise ValueError(f"train.cuda_graphs: {self.cuda_graphs!r} is not one of {', '.join(CUDA_GRAPHS)}")
-        for name in ("lr", "lr_decay", "clip"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or not math.isfinite(v):
-                raise ValueError(f"train.{name}: {v!r} is not allowed; use a positive number")
-        for name in ("batch_size", "bptt", "eval_batch_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"train.{name}: {v!r} is not allowed; use a whole number >= 1")
+        check(self, "train")
 
 
 @dataclass(frozen=True)
 class Budget:
     """How much training a child gets. Every child of a search gets the same budget."""
 
-    epochs: int = 1
+    epochs: int = setting(1, low=1)
     """Passes over the training data (or over ``max_batches`` of it)."""
-    max_batches: int | None = None
+    max_batches: int | None = setting(None, low=1, none_means="(the whole training split)")
     """Cap on BPTT windows per epoch (None: the whole training split). The next epoch continues through the split
     where the last one stopped (from its start again after the end), so several short epochs see the whole text."""
-    max_eval_tokens: int | None = None
+    max_eval_tokens: int | None = setting(None, low=1, none_means="(the whole validation split)")
     """Cap on validation tokens per evaluation (None: the whole validation split)."""
-    patience: int | None = None
+    patience: int | None = setting(None, low=1, none_means="(run every epoch)")
     """Stop early after this many epochs in a row without a better validation loss (None: run every epoch).
     With SGD every such epoch also divides the learning rate by ``lr_decay``, so patience 3 stops once the rate
     has fallen 64-fold (at lr_decay 4) without any gain: converged."""
-    checkpoint_every: float | None = 60.0
+    checkpoint_every: float | None = setting(60.0, above=0, none_means="to never checkpoint")
     """Seconds of training between two checkpoints of a child inside an epoch (it also checkpoints at every epoch's
     end but the last); None ("none" in TOML) never checkpoints. A child whose worker dies is retried from its last
     checkpoint and ends as it would have without the fault; a resumed search continues unfinished children from
     theirs. Children shorter than this (the default search's: ~10 s) never write one."""
-    keep_checkpoints: bool = False
+    keep_checkpoints: bool = setting(False)
     """Keep each finished child's last checkpoint in its trial folder (by default it is deleted once the child
     has finished)."""
     report_at: tuple[int, ...] = dataclasses.field(default=(), metadata={"derived": True})
@@ -166,19 +136,7 @@ class Budget:
         if not isinstance(self.report_at, tuple) or any(
                 not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in self.report_at):
             raise ValueError(f"budget.report_at: {self.report_at!r} is not allowed; use whole numbers >= 1")
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"budget.epochs: {self.epochs!r} is not allowed; use a whole number >= 1")
-        every = self.checkpoint_every
-        if every is not None and (isinstance(every, bool) or not isinstance(every, (int, float))
-                                  or not math.isfinite(every) or every <= 0):
-            raise ValueError(f"budget.checkpoint_every: {every!r} is not allowed; use seconds > 0, or \"none\" to "
-                             "never checkpoint")
-        if not isinstance(self.keep_checkpoints, bool):
-            raise ValueError(f"budget.keep_checkpoints: {self.keep_checkpoints!r} is not allowed; use true or false")
-        for name in ("max_batches", "max_eval_tokens", "patience"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"budget.{name}: {v!r} is not allowed; use a whole number >= 1 or leave it unset")
+        check(self, "budget")
 
 
 @dataclass(frozen=True)

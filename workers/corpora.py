@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 from workers.download import DATASETS
+from workers.setting import check, setting
 
 BUNDLED = ("shakespeare",)
 """Names of the corpora shipped inside the package."""
@@ -31,16 +32,15 @@ def resolved_level(source: str | os.PathLike[str], level: str = "auto") -> str:
 class DataConfig:
     """Which corpus children train on."""
 
-    dataset: str = "shakespeare"
+    dataset: str = setting("shakespeare", flag=True)
     """A bundled corpus (shakespeare), ptb or wikitext-2 (with data_dir), or a directory of split files."""
-    data_dir: str | None = None
-    """Directory holding ptb/wikitext-2 files (see `nas data download`)."""
-    level: str = "auto"
+    data_dir: str | None = setting(None, flag=True)
+    """Directory holding the ptb / wikitext-2 files (see `nas data download`)."""
+    level: str = setting("auto", choices=LEVELS, flag=True)
     """"word", "char", or "auto" (char for the bundled corpus, word for directories)."""
 
     def __post_init__(self) -> None:
-        if self.level not in LEVELS:
-            raise ValueError(f"data.level: {self.level!r} is not one of {', '.join(LEVELS)}")
+        check(self, "data")
         if self.dataset in DATASETS and not self.data_dir:
             raise ValueError(
                 f"data.dataset: {self.dataset} needs a directory with its files; pass --data-dir DIR "

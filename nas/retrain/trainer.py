@@ -108,11 +108,9 @@ def retrain_config(search: SearchConfig, epochs: int | None = None, patience: in
     search's seed)."""
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: {seeds!r} is not allowed; use a whole number >= 1")
-    patience = search.retrain.patience if patience is None else patience
-    if not isinstance(patience, int) or patience < 0:
-        raise ValueError(f"patience: {patience!r} is not allowed; use a whole number >= 0 (0: never stop early)")
-    budget = Budget(epochs=search.retrain.epochs if epochs is None else epochs,
-                    patience=None if patience == 0 else patience)
+    given = {k: v for k, v in (("epochs", epochs), ("patience", patience)) if v is not None}
+    settings = dataclasses.replace(search.retrain, **given)  # checked as the [retrain] table is
+    budget = Budget(epochs=settings.epochs, patience=None if settings.patience == 0 else settings.patience)
     start = search.seed if first_seed is None else first_seed
     return RetrainConfig(search.data, search.model, search.train, budget, tuple(range(start, start + seeds)), device)
 

@@ -4,112 +4,75 @@ reading a search's settings (:mod:`nas.config`) does not import it. The network 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from workers.setting import check, setting
+
 REWARDS: tuple[str, ...] = ("c/ppl^2", "c/ppl")
 """Reward shapes :func:`nas.search.reinforce.reward_of` knows: Zoph & Le 2017 use c/ppl^2, ENAS uses c/ppl."""
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
 class ControllerConfig:
     """The controller network and its REINFORCE update. Each default names its source."""
 
-    lstm_layers: int = 2
+    lstm_layers: int = setting(2, low=1)
     """LSTM layers (Zoph & Le 2017: 2 layers of 35 units; ENAS, Pham et al. 2018: 1 layer of 100)."""
-    lstm_units: int = 35
+    lstm_units: int = setting(35, low=1)
     """Units per LSTM layer, also the embedding width (Zoph & Le 2017: 35; ENAS: 100)."""
-    temperature: float | None = 5.0
+    temperature: float | None = setting(5.0, above=0, none_means="to disable it")
     """Logits are divided by this before the tanh squash (ENAS PTB: 5.0). None disables it."""
-    tanh_constant: float | None = 2.5
+    tanh_constant: float | None = setting(2.5, above=0, none_means="to disable it")
     """Logits become ``tanh_constant * tanh(logits)``, bounding them to +-tanh_constant, which keeps the policy
     from collapsing early (ENAS PTB: 2.5). None disables it."""
-    entropy_weight: float = 1e-3
+    entropy_weight: float = setting(1e-3, low=0)
     """Weight beta of the entropy bonus in the loss (ENAS's TF ptb_search.sh: 1e-3; its CIFAR-10 flags and
     carpedm20/ENAS-pytorch: 1e-4). Measured here (bench/RESULTS.md, 2026-11-27 pilots, 100 children x 3 seeds):
     with normalized advantages 1e-3 found 13.63 ± 0.65, 1e-2 14.16 ± 0.48 (random search: 14.34 ± 0.32).
     0 disables it."""
-    lr: float = 0.03
+    lr: float = setting(0.03, above=0)
     """Adam learning rate. Zoph & Le 2017 use 5e-4 to 6e-4 over ~15,000 children; at the few hundred children
     of a laptop search that barely moves the policy (the old default: entropy 40.1 -> 40.0 nats over 100
     children, best 14.74 vs random 14.15). Measured here (bench/RESULTS.md, 2026-11-27 pilots, 100 children x 3
     seeds, per-decision heads): 0.01 14.65 (2 seeds), 0.03 13.63 ± 0.65, 0.05 13.74 ± 0.77."""
-    baseline_decay: float = 0.95
+    baseline_decay: float = setting(0.95, low=0, below=1)
     """Decay d of the moving-average baseline, b <- d*b + (1-d)*R. Zoph & Le give none; ENAS (TF) uses 0.99
     or 0.999 over thousands of controller steps, the PyTorch port carpedm20/ENAS-pytorch 0.95. We take 0.95:
     the baseline averages over ~1/(1-d) = 20 children, so it keeps up with a policy that improves within the
     few hundred children of a laptop search (0.999 would still mostly remember its first reward)."""
-    reward: str = "c/ppl^2"
+    reward: str = setting("c/ppl^2", choices=REWARDS)
     """Reward shape: "c/ppl^2" (Zoph & Le 2017) or "c/ppl" (ENAS), of validation perplexity."""
-    reward_constant: float = 80.0
+    reward_constant: float = setting(80.0, above=0)
     """The constant c of the reward (Zoph & Le 2017: 80; ENAS also uses 80 with c/ppl)."""
-    grad_clip: float | None = 5.0
+    grad_clip: float | None = setting(5.0, above=0, none_means="to disable it")
     """Clip the controller's gradient norm to this (ours: a safety net against one outlying advantage; the
     papers give none and carpedm20/ENAS-pytorch disables it). None disables it."""
-    normalize_advantage: bool = True
+    normalize_advantage: bool = setting(True)
     """Divide each advantage by a moving estimate of its own scale (per fidelity; nas.search.reinforce.Baselines), so
     the update, and its balance with the entropy bonus, does not depend on the reward's scale, which moves a
     hundredfold between character level (c/ppl^2 ~ 0.1-1) and word level (1e-3-1e-2). Ours; the papers use raw
     advantages. At character level both measured alike (bench/RESULTS.md, 2026-11-27 pilots: normalized
     13.63 ± 0.65, raw 13.10 ± 0.56, 3 seeds each); it is on so that one set of settings holds across corpora."""
-    update_every: int = 1
+    update_every: int = setting(1, low=1)
     """Update the controller after every m finished children, without waiting for any others
     (Zoph & Le 2017 update asynchronously; 1 means after each child). Measured here: 4 children per update
     found 14.25 ± 1.08 against 13.63 ± 0.65 for 1 (bench/RESULTS.md, 2026-11-27 pilots)."""
-    learn_from_reused: bool = False
+    learn_from_reused: bool = setting(False)
     """Whether a child whose outcome was reused (its spec was already trained in this search, see
     nas.search.searcher) teaches the searcher again. False (ours): an outcome teaches once, when its child was trained;
     learning from every reuse would feed the same single-seed reward to the controller again and again as a
     policy converges, reinforcing lucky draws. True was the behaviour before 2026-12-02."""
-    init_range: float = 0.1
+    init_range: float = setting(0.1, above=0)
     """Weights are initialised uniformly in [-init_range, init_range] (ENAS: 0.1; Zoph & Le 2017 use 0.08)."""
-    share_heads: bool = False
+    share_heads: bool = setting(False)
     """True: one softmax head (and feedback embedding) per decision kind, as in Zoph & Le and ENAS. False (ours)
     gives every decision its own head, which learns per-node choices (e.g. "the root is not a sigmoid", which
     no child survives) in far fewer updates: measured here 13.63 ± 0.65 against 17.74 ± 7.01 for shared heads
     (bench/RESULTS.md, 2026-11-27 pilots, 100 children x 3 seeds), and on a toy target in tests."""
 
     def __post_init__(self) -> None:
-        for name in ("lstm_layers", "lstm_units", "update_every"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 1:
-                raise ValueError(f"controller.{name}: {v!r} is not allowed; use a whole number >= 1")
-        for name in ("lr", "reward_constant", "init_range"):
-            v = getattr(self, name)
-            if not _is_number(v) or not v > 0:
-                raise ValueError(f"controller.{name}: {v!r} is not allowed; use a finite number > 0")
-        for name in ("temperature", "tanh_constant", "grad_clip"):
-            v = getattr(self, name)
-            if v is not None and (not _is_number(v) or not v > 0):
-                raise ValueError(
-                    f"controller.{name}: {v!r} is not allowed; use a finite number > 0, or None to disable")
-        if not _is_number(self.entropy_weight) or self.entropy_weight < 0:
-            raise ValueError(
-                f"controller.entropy_weight: {self.entropy_weight!r} is not allowed; use a finite number >= 0"
-            )
-        if not _is_number(self.baseline_decay) or not 0 <= self.baseline_decay < 1:
-            raise ValueError(
-                f"controller.baseline_decay: {self.baseline_decay!r} is not allowed; use a number in [0, 1)"
-            )
-        if self.reward not in REWARDS:
-            raise ValueError(f"controller.reward: {self.reward!r} is not one of {', '.join(REWARDS)}")
-        if not isinstance(self.normalize_advantage, bool):
-            raise ValueError(f"controller.normalize_advantage: {self.normalize_advantage!r} is not allowed; use "
-                             "true or false")
-        if not isinstance(self.learn_from_reused, bool):
-            raise ValueError(f"controller.learn_from_reused: {self.learn_from_reused!r} is not allowed; use true or "
-                             "false")
-        if not isinstance(self.share_heads, bool):
-            raise ValueError(f"controller.share_heads: {self.share_heads!r} is not allowed; use true or false")
+        check(self, "controller")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (what ``config.json`` holds; :func:`nas.config.config_from_dict` reads it back)."""

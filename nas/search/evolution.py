@@ -26,23 +26,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from workers.setting import check, setting
+
 
 @dataclass(frozen=True)
 class EvolutionConfig:
     """Settings of ``algo = "evolution"`` (the ``[evolution]`` table)."""
 
-    population: int = 20
+    population: int = setting(20, low=1)
     """Children kept alive (P). Real et al. 2019 use 100 of 20,000 children; 20 suits searches of ~150 children,
     where a population of 100 would leave most of the budget to the random start."""
-    sample_size: int = 5
+    sample_size: int = setting(5, low=1)
     """Tournament size (S): members compared to choose a parent. Real et al. 2019 use 25 of 100; 5 of 20 keeps
     the same selection pressure (S/P = 1/4)."""
 
     def __post_init__(self) -> None:
-        for name in ("population", "sample_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"evolution.{name}: {v!r} is not allowed; use a whole number >= 1")
+        check(self, "evolution")
         if self.sample_size > self.population:
             raise ValueError(f"evolution.sample_size: {self.sample_size} is more than the population "
                              f"({self.population}); use at most {self.population}")
