@@ -141,12 +141,15 @@ def trial_dirname(trial) -> str:
     return f"child_{trial.config.get('index', 0):04d}_{trial.trial_id}"
 
 
-def _check_run_dir(cfg: SearchConfig, resume: bool) -> None:
+def _started_budget(cfg: SearchConfig, resume: bool) -> int:
+    """The children the experiment was started with: on resume, its config.json's (raises when there is nothing to
+    resume); else ``cfg.trials``, once it is sure that the name is free."""
     if resume:
-        load_run_config(cfg.results_dir, cfg.name)  # raises when there is nothing to resume
-    elif cfg.run_dir.exists():
+        return load_run_config(cfg.results_dir, cfg.name).trials
+    if cfg.run_dir.exists():
         raise SearchError(f"an experiment named {cfg.name!r} already exists in {cfg.run_dir.parent}; "
                           f"continue it with `nas search --resume {cfg.name}` or choose another --name")
+    return cfg.trials
 
 
 def _cluster_endpoint(address: str) -> tuple[str, int] | None:
@@ -281,12 +284,16 @@ def _trainable(cfg: SearchConfig, corpus: Corpus, plan: Plan, rungs: tuple[int, 
     return tune.with_resources(with_data, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
 
 
-def prepare(cfg: SearchConfig, resume: bool = False) -> Corpus:
-    """Every check that needs no Ray: the experiment folder and the data. Raises SearchError/ValueError."""
-    _check_run_dir(cfg, resume)
+def prepare(cfg: SearchConfig, resume: bool = False) -> tuple[Corpus, int]:
+    """Every check that needs no Ray: the experiment folder and the data. Returns the corpus and the children the
+    experiment was started with. Raises SearchError/ValueError."""
+    started_budget = _started_budget(cfg, resume)
+    if cfg.trials < started_budget:
+        raise SearchError(f"--trials {cfg.trials} is below the {started_budget} children {cfg.name!r} was started "
+                          f"with; give more to extend it, or leave --trials out to finish it")
     if cfg.data.dataset in DATASETS:
         verify(cfg.data.dataset, cfg.data.source)  # a known corpus must be byte-exact (SHA-256)
-    return load_corpus(cfg.data.source, cfg.data.level)
+    return load_corpus(cfg.data.source, cfg.data.level), started_budget
 
 
 def _trained(cells) -> str:
@@ -317,11 +324,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
     was started with, a finished (or resumed-to-finish) search then goes on to the new budget: a new Tune run in the
     same folder whose searcher continues from the saved state (controller, population, RNG, trained specs).
     """
-    corpus = prepare(cfg, resume)
-    started_budget = load_run_config(cfg.results_dir, cfg.name).trials if resume else cfg.trials
-    if cfg.trials < started_budget:
-        raise SearchError(f"--trials {cfg.trials} is below the {started_budget} children {cfg.name!r} was started "
-                          f"with; give more to extend it, or leave --trials out to finish it")
+    corpus, started_budget = prepare(cfg, resume)
     top = max_fidelity(cfg, corpus)
     rungs = _rungs(cfg, top)
     joined = _init_ray(cfg)
@@ -331,8 +334,8 @@ def run_search(cfg: SearchConfig, resume: bool = False, out: Callable[[str], Non
         _write_config(cfg, plan)
     out(_start_line(cfg, resume, plan, rungs, top, corpus))
     out(ray_session.describe(local=joined is None))
-    elapsed = _fit(cfg, resume, started_budget, corpus, plan, rungs, top, out)
-    return _finish(cfg, corpus.level, elapsed, out)
+    elapsed, budget_on_disk = _fit(cfg, resume, started_budget, corpus, plan, rungs, top, out)
+    return _finish(cfg, corpus.level, elapsed, budget_on_disk, out)
 
 
 def _rungs(cfg: SearchConfig, top: int) -> tuple[int, ...]:
@@ -354,9 +357,10 @@ def _start_line(cfg: SearchConfig, resume: bool, plan: Plan, rungs: tuple[int, .
 
 
 def _fit(cfg: SearchConfig, resume: bool, started_budget: int, corpus: Corpus, plan: Plan, rungs: tuple[int, ...],
-         top: int, out: Callable[[str], None]) -> float:
+         top: int, out: Callable[[str], None]) -> tuple[float, int]:
     """The Tune runs of the search: the unfinished one in the folder (on resume), then a new one for the children
-    still to train (a fresh search, or an extension). Returns their wall time in seconds."""
+    still to train (a fresh search, or an extension). Returns their wall time in seconds and the budget config.json
+    holds now (an extension writes its new one when it starts)."""
     run_dir = cfg.run_dir
     progress = SearchProgress(cfg.trials, out, run_dir, cfg.budget.keep_checkpoints)
     run_config = tune.RunConfig(
@@ -367,7 +371,7 @@ def _fit(cfg: SearchConfig, resume: bool, started_budget: int, corpus: Corpus, p
     )
     trainable = _trainable(cfg, corpus, plan, rungs)
     start = time.time()
-    recorded, tune_run_done = _recorded(run_dir), not resume
+    recorded, tune_run_done, budget_on_disk = _recorded(run_dir), not resume, started_budget
     if resume and recorded < started_budget:  # the Tune run in the folder stopped before its budget: continue it
         # errored trials are not re-run: each is recorded (failed) already, and a re-run would only be a duplicate
         grid = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True,
@@ -384,6 +388,7 @@ def _fit(cfg: SearchConfig, resume: bool, started_budget: int, corpus: Corpus, p
         if resume:
             searcher.restore_from_dir(str(run_dir))
             _write_config(cfg, plan)  # the new budget, for later resumes
+            budget_on_disk = cfg.trials
         tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=cfg.trials - recorded,
@@ -392,10 +397,11 @@ def _fit(cfg: SearchConfig, resume: bool, started_budget: int, corpus: Corpus, p
                                         trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
             run_config=run_config,
         ).fit()
-    return time.time() - start
+    return time.time() - start, budget_on_disk
 
 
-def _finish(cfg: SearchConfig, level: str, elapsed: float, out: Callable[[str], None]) -> SearchOutcome:
+def _finish(cfg: SearchConfig, level: str, elapsed: float, budget_on_disk: int,
+            out: Callable[[str], None]) -> SearchOutcome:
     """Tables, plot and the best cell's export, once Tune returns; the leaderboard and what to do next."""
     run_dir = cfg.run_dir
     run = Run(run_dir)  # opened once the Tune run is over: its records are read once, here
@@ -413,7 +419,7 @@ def _finish(cfg: SearchConfig, level: str, elapsed: float, out: Callable[[str], 
         out(f"best cell exported to {shown(best_export)}; retrain it to convergence (test perplexity) with "
             f"`nas train {shown(run_dir)}`")
     if interrupted:
-        more = f" --trials {cfg.trials}" if cfg.trials > load_run_config(cfg.results_dir, cfg.name).trials else ""
+        more = f" --trials {cfg.trials}" if cfg.trials > budget_on_disk else ""
         out(f"stopped before the budget ({finished}/{cfg.trials} children); continue with "
             f"`nas search --resume {cfg.name}{more}"
             + (f" --results-dir {cfg.results_dir}`" if cfg.results_dir != "results" else "`"))
