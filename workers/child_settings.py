@@ -13,7 +13,11 @@ from typing import Any
 from workers.setting import check, setting
 
 RNNS = ("cell", "torch-lstm", "torch-gru")
-"""What the recurrent layers are: the searched cell, or ``torch.nn.LSTM`` (the reference)."""
+"""What the recurrent layers are: the searched cell, or ``torch.nn.LSTM`` / ``torch.nn.GRU`` (the references)."""
+
+TREE_RNNS = ("cell", "torch-lstm")
+"""The kinds of layer whose function a tree of the space computes (``torch.nn.LSTM``'s is the ``lstm`` tree), so
+that a model of them has a cell spec that ``nas export`` can turn into a module; no tree computes a GRU."""
 
 KERNELS = ("auto", "torch", "triton", "native")
 """How the fused path runs a cell's element-wise step: "torch" (:mod:`workers.fused_cell`), "triton"

@@ -47,7 +47,7 @@ from nas.config import DataConfig, SearchConfig
 from nas.console import bits_per_token, duration, format_mean_std, mean_std, text_table
 from nas.runs.records import atomic_write, json_safe
 from search_spaces import ChildSpec
-from workers.child_settings import Budget, ModelConfig, TrainConfig, split_hparams
+from workers.child_settings import TREE_RNNS, Budget, ModelConfig, TrainConfig, split_hparams
 from workers.data import Corpus, load_corpus
 from workers.model import ChildLM, build_child
 from workers.train import BatchProgress, EpochReport, TrainResult, failure_text, pick_device, train_child
@@ -280,7 +280,7 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
         f"{corpus.train.numel():,} training tokens): up to {cfg.budget.epochs} epoch{plural}, {stop}; seed(s) {seeds}; "
         f"writing {out_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.model.rnn != "torch-gru":  # no tree computes a GRU: no spec that `nas export` could turn into one
+    if cfg.model.rnn in TREE_RNNS:  # a GRU has no spec that `nas export` could turn into one
         atomic_write(out_dir / SPEC_FILE, lambda p: p.write_text(spec.to_json() + "\n"))
     device = pick_device(cfg.device)
     header = _header(source, spec, cfg, corpus, device)
