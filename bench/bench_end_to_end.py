@@ -115,11 +115,11 @@ def run_job(job: tuple[str, str, dict[str, Any], int, str]) -> dict[str, Any]:
     return json_safe({"source": source, **outcome.runs[-1], "history": None})  # as train.json holds it
 
 
-def retrain_cfg(search: dict[str, Any], seed: int):  # -> nas.retrain.RetrainConfig
-    from nas.retrain.trainer import retrain_config
+def retrain_cfg(search: dict[str, Any], seed: int):  # -> nas.retrain.RetrainRecipe
+    from nas.retrain.trainer import retrain_recipe
 
     cfg = config_from_dict({k: v for k, v in search.items() if k not in ("epochs",)})
-    return retrain_config(cfg, epochs=search["epochs"], patience=0, seeds=1, first_seed=seed)
+    return retrain_recipe(cfg, epochs=search["epochs"], patience=0, seeds=1, first_seed=seed)
 
 
 def lstm_specs(winner: ChildSpec, search: dict[str, Any]) -> dict[str, ChildSpec]:

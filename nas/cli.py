@@ -214,11 +214,11 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from nas.retrain.sources import match_params, train_source
-    from nas.retrain.trainer import retrain_config
+    from nas.retrain.trainer import retrain_recipe
 
     folder = _train_folder(args)
     search = _train_search_settings(args, folder)
-    cfg = retrain_config(search, seeds=args.seeds, first_seed=args.seed, device=args.device)
+    cfg = retrain_recipe(search, seeds=args.seeds, first_seed=args.seed, device=args.device)
     if args.top is not None:
         return _train_top(args, folder, cfg)
     jobs = [train_source(source, folder, args.rank, cfg) for source in args.source]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nas.config import config_from_dict
-from nas.retrain.trainer import load_checkpoint, retrain, retrain_config
+from nas.retrain.trainer import load_checkpoint, retrain, retrain_recipe
 from nas.runs.export import write_export
 from search_spaces import ChildSpec, HParams, known_cell, random_cell
 from workers.cell_rnn import CellRNN
@@ -164,7 +164,7 @@ def test_nas_train_on_the_device_records_it_and_the_checkpoint_loads(device, tmp
                                "model": {"hidden_size": 16, "num_layers": 1},
                                "train": {"batch_size": 4, "eval_batch_size": 4, "bptt": 6}})
     spec = ChildSpec(known_cell("nascell"), HParams.of({"dropout": 0.0}))
-    outcome = retrain(spec, retrain_config(search, epochs=2, seeds=1, device=str(device)), tmp_path / "out",
+    outcome = retrain(spec, retrain_recipe(search, epochs=2, seeds=1, device=str(device)), tmp_path / "out",
                       out=lambda line: None)
     (run,) = outcome.runs
     assert run["status"] == "completed" and math.isfinite(run["test_ppl"])

@@ -14,7 +14,7 @@ from nas.config import config_from_dict
 from nas.console import bits_per_token
 from nas.retrain.sources import matched_hidden_size, parameter_count, with_rnn
 from nas.retrain.top import kendall_tau_b, retrain_top
-from nas.retrain.trainer import RetrainOutcome, load_checkpoint, retrain, retrain_config
+from nas.retrain.trainer import RetrainOutcome, load_checkpoint, retrain, retrain_recipe
 from nas.runs.records import append_record
 from nas.search.searcher import RandomSearcher
 from search_spaces import ChildSpec, HParams, known_cell, random_cell
@@ -56,7 +56,7 @@ def test_the_winner_is_the_best_retrained_validation_not_test(tmp_path, monkeypa
         return RetrainOutcome(out_dir, runs, test, math.nan)
 
     monkeypatch.setattr(top_module, "retrain", fake_retrain)
-    cfg = retrain_config(config_from_dict({}), epochs=1)
+    cfg = retrain_recipe(config_from_dict({}), epochs=1)
     top = retrain_top(tmp_path / "run", 3, cfg, tmp_path / "top", out=lambda line: None)
     assert [r.search_rank for r in top.rows] == [1, 2, 3] and top.winner == 2
     assert [r.retrained_rank for r in top.rows] == [3, 1, 2]
@@ -85,7 +85,7 @@ def tiny(tmp_path):
 
 def test_the_torch_lstm_source_trains_through_the_same_loop_and_loads_from_its_checkpoint(tiny):
     tmp, search = tiny
-    cfg = with_rnn(retrain_config(search, epochs=2), "torch-lstm")
+    cfg = with_rnn(retrain_recipe(search, epochs=2), "torch-lstm")
     outcome = retrain(ChildSpec(known_cell("lstm")), cfg, tmp / "lstm", source="torch-lstm", out=lambda line: None)
     (run,) = outcome.runs
     assert run["status"] == "completed" and run["epochs"] == 2
@@ -99,7 +99,7 @@ def test_the_torch_lstm_source_trains_through_the_same_loop_and_loads_from_its_c
     assert perplexity(evaluate(model, test, search.train.bptt)) == pytest.approx(run["test_ppl"], rel=1e-6)
     # matching a cell's size: the nascell (base 8) has twice an LSTM's recurrent weights, so a larger LSTM
     nascell = ChildSpec(known_cell("nascell"))
-    target = parameter_count(nascell, retrain_config(search), corpus.vocab_size)
+    target = parameter_count(nascell, retrain_recipe(search), corpus.vocab_size)
     h = matched_hidden_size(target, ChildSpec(known_cell("lstm")), cfg, corpus.vocab_size)
     sized = parameter_count(ChildSpec(known_cell("lstm")), with_rnn(cfg, "torch-lstm", h), corpus.vocab_size)
     below = parameter_count(ChildSpec(known_cell("lstm")), with_rnn(cfg, "torch-lstm", h - 1), corpus.vocab_size)

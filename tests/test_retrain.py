@@ -10,7 +10,7 @@ import torch
 import nas.retrain.trainer as retrain_module
 from nas.cli import main
 from nas.config import config_from_dict
-from nas.retrain.trainer import load_checkpoint, retrain, retrain_config
+from nas.retrain.trainer import load_checkpoint, retrain, retrain_recipe
 from search_spaces import ChildSpec, HParams, known_cell
 from workers.data import batchify, load_corpus
 from workers.train import evaluate, perplexity
@@ -31,7 +31,7 @@ def setup(tmp_path):
 
 def test_checkpoint_rebuilds_the_model_with_its_test_perplexity(setup):
     tmp, spec, search = setup
-    outcome = retrain(spec, retrain_config(search, epochs=2, seeds=1), tmp / "out", out=lambda line: None)
+    outcome = retrain(spec, retrain_recipe(search, epochs=2, seeds=1), tmp / "out", out=lambda line: None)
     (run,) = outcome.runs
     assert run["seed"] == 3 and run["status"] == "completed" and run["best_epoch"] in (1, 2)
     model, ckpt = load_checkpoint(tmp / "out" / run["model"])
@@ -58,7 +58,7 @@ def test_a_failing_seed_is_recorded_and_the_next_seed_runs(setup, monkeypatch):
 
     monkeypatch.setattr(retrain_module, "train_child", flaky)
     lines = []
-    outcome = retrain(spec, retrain_config(search, epochs=1, seeds=2), tmp / "out", out=lines.append)
+    outcome = retrain(spec, retrain_recipe(search, epochs=1, seeds=2), tmp / "out", out=lines.append)
     failed, done = outcome.runs
     assert failed["status"] == "failed" and failed["message"].startswith("out of memory") and failed["model"] is None
     assert done["status"] == "completed" and (tmp / "out" / done["model"]).is_file()
@@ -94,8 +94,8 @@ def test_ctrl_c_keeps_finished_seeds_and_records_the_interrupted_one(setup, monk
 
 def test_patience_zero_never_stops_early(setup):
     _, _, search = setup
-    assert retrain_config(search, patience=0).budget.patience is None
-    assert retrain_config(search).budget.patience == 3 and retrain_config(search).budget.epochs == 40
+    assert retrain_recipe(search, patience=0).budget.patience is None
+    assert retrain_recipe(search).budget.patience == 3 and retrain_recipe(search).budget.epochs == 40
 
 
 def test_nas_train_and_the_config_do_not_import_ray():

@@ -18,7 +18,7 @@ from nas.retrain.sample import (
     sample,
     sample_text,
 )
-from nas.retrain.trainer import load_checkpoint, retrain, retrain_config
+from nas.retrain.trainer import load_checkpoint, retrain, retrain_recipe
 from search_spaces import ChildSpec, HParams, known_cell
 
 TEXT = "the cat sat on the mat and the dog sat on the log\na cat ran to the dog\n"
@@ -35,7 +35,7 @@ def trained(request, tmp_path_factory):
     search = config_from_dict({"data": {"dataset": str(corpus), "level": request.param},
                                "model": {"hidden_size": 16, "num_layers": 1},
                                "train": {"batch_size": 4, "eval_batch_size": 4, "bptt": 8}})
-    cfg = retrain_config(search, epochs=2, patience=0, seeds=2, first_seed=0)
+    cfg = retrain_recipe(search, epochs=2, patience=0, seeds=2, first_seed=0)
     retrain(ChildSpec(known_cell("lstm"), HParams.of({"dropout": 0.0})), cfg, root / "train", out=lambda line: None)
     return root / "train", request.param
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from search_spaces import ChildSpec, HParams, known_cell, load_spec
 
 if TYPE_CHECKING:  # torch: imported where a model is counted or trained, so that `nas show` starts without it
-    from nas.retrain.trainer import RetrainConfig
+    from nas.retrain.trainer import RetrainRecipe
 
 TORCH_LSTM = "torch-lstm"
 """The source name of the reference LSTM: ``torch.nn.LSTM`` (cuDNN on GPUs) trained by the same loop, data and
@@ -42,24 +42,24 @@ EQUATIONS = {
                 "GRU needs h_{t-1} itself and 1 - z; it is a reference, trained by the same loop as every cell"),
 }
 """What ``nas show`` prints for a reference."""
-Job = tuple[str, ChildSpec, "RetrainConfig"]
+Job = tuple[str, ChildSpec, "RetrainRecipe"]
 """(label, spec, settings) of one thing to train."""
 
 
-def with_rnn(cfg: RetrainConfig, rnn: str, hidden_size: int | None = None) -> RetrainConfig:
+def with_rnn(cfg: RetrainRecipe, rnn: str, hidden_size: int | None = None) -> RetrainRecipe:
     """``cfg`` training ``rnn`` layers ("cell", "torch-lstm" or "torch-gru"), at ``hidden_size`` when given."""
     model = dataclasses.replace(cfg.model, rnn=rnn, **({} if hidden_size is None else {"hidden_size": hidden_size}))
     return dataclasses.replace(cfg, model=model)
 
 
-def parameter_count(spec: ChildSpec, cfg: RetrainConfig, vocab_size: int) -> int:
+def parameter_count(spec: ChildSpec, cfg: RetrainRecipe, vocab_size: int) -> int:
     """Trainable parameters of the model ``retrain`` would build (counted on the meta device: no memory)."""
     from workers.train import child_parameters
 
     return child_parameters(spec.cell, vocab_size, spec.hparams.as_dict(), cfg.model, cfg.train)
 
 
-def matched_hidden_size(params: int, spec: ChildSpec, cfg: RetrainConfig, vocab_size: int) -> int:
+def matched_hidden_size(params: int, spec: ChildSpec, cfg: RetrainRecipe, vocab_size: int) -> int:
     """The hidden size at which ``spec``'s model under ``cfg`` has the parameter count closest to ``params``
     (e.g. an LSTM sized like a found cell, whose base-8 tree has twice an LSTM's recurrent weights)."""
     def count(h: int) -> int:
@@ -79,7 +79,7 @@ def matched_hidden_size(params: int, spec: ChildSpec, cfg: RetrainConfig, vocab_
     return min((lo, hi), key=lambda h: (abs(count(h) - params), h))
 
 
-def train_source(source: str, folder: Path | None, rank: int, cfg: RetrainConfig) -> Job:
+def train_source(source: str, folder: Path | None, rank: int, cfg: RetrainRecipe) -> Job:
     """(label, spec, settings) of one ``nas train`` source: the results folder's child at ``rank``, the reference
     LSTM, a known cell or a spec file."""
     if folder is not None and source == str(folder):
@@ -92,7 +92,7 @@ def train_source(source: str, folder: Path | None, rank: int, cfg: RetrainConfig
     return label, spec, cfg
 
 
-def match_params(jobs: list[Job], reference: str, folder: Path | None, rank: int, cfg: RetrainConfig,
+def match_params(jobs: list[Job], reference: str, folder: Path | None, rank: int, cfg: RetrainRecipe,
                  out: Callable[[str], None] = print) -> list[Job]:
     """``jobs`` with every reference's (torch-lstm, torch-gru) hidden size set so that its parameters match
     ``reference``'s model."""

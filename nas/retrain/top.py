@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from nas.console import format_mean_std, mean_std, text_table
-from nas.retrain.trainer import RetrainConfig, RetrainOutcome, check_out_dir, retrain, scored
+from nas.retrain.trainer import RetrainOutcome, RetrainRecipe, check_out_dir, retrain, scored
 from nas.runs.export import write_export
 from nas.runs.records import atomic_write, json_safe
 from nas.runs.results import load_cells
@@ -127,7 +127,7 @@ def top_children(run_dir: Path, k: int) -> pd.DataFrame:
     return ranked.head(k)
 
 
-def retrain_top(run_dir: str | Path, k: int, cfg: RetrainConfig, out_dir: str | Path,
+def retrain_top(run_dir: str | Path, k: int, cfg: RetrainRecipe, out_dir: str | Path,
                 out: Callable[[str], None] = print) -> TopOutcome:
     """Retrain the ``k`` best children of the search in ``run_dir`` under ``cfg`` into ``out_dir`` (see the module
     docstring) and pick the winner by retrained validation perplexity."""

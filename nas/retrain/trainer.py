@@ -61,8 +61,9 @@ OOM_HINT = ("out of memory: this model or batch does not fit; lower hidden_size 
 
 
 @dataclass(frozen=True)
-class RetrainConfig:
-    """Everything a retraining needs besides the spec."""
+class RetrainRecipe:
+    """How a cell is retrained: everything a retraining needs besides the spec (data, model, optimisation, budget,
+    seeds, device). The `[retrain]` table of a search is RetrainSettings, from which the budget comes."""
 
     data: DataConfig
     model: ModelConfig
@@ -100,8 +101,8 @@ def check_device(device: str) -> None:
                          + (f" or cuda:0 .. cuda:{count - 1}" if count else " or leave --device out"))
 
 
-def retrain_config(search: SearchConfig, epochs: int | None = None, patience: int | None = None, seeds: int = 1,
-                   first_seed: int | None = None, device: str | None = None) -> RetrainConfig:
+def retrain_recipe(search: SearchConfig, epochs: int | None = None, patience: int | None = None, seeds: int = 1,
+                   first_seed: int | None = None, device: str | None = None) -> RetrainRecipe:
     """The search's data, model and optimisation settings with a convergence budget: up to ``epochs`` epochs
     over the whole splits, early stop after ``patience`` epochs without improvement (0: never), both defaulting to
     the config's ``[retrain]``, seeds ``first_seed`` .. ``first_seed + seeds - 1`` (``first_seed`` defaults to the
@@ -112,7 +113,7 @@ def retrain_config(search: SearchConfig, epochs: int | None = None, patience: in
     settings = dataclasses.replace(search.retrain, **given)  # checked as the [retrain] table is
     budget = Budget(epochs=settings.epochs, patience=None if settings.patience == 0 else settings.patience)
     start = search.seed if first_seed is None else first_seed
-    return RetrainConfig(search.data, search.model, search.train, budget, tuple(range(start, start + seeds)), device)
+    return RetrainRecipe(search.data, search.model, search.train, budget, tuple(range(start, start + seeds)), device)
 
 
 def fresh_dir(path: Path) -> Path:
@@ -257,7 +258,7 @@ def seeds_summary_line(mean: float, std: float, runs: list[dict[str, Any]], leve
     return line + (f"; {failed} seed(s) did not complete" if failed else "")
 
 
-def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, source: str = "",
+def retrain(spec: ChildSpec, cfg: RetrainRecipe, out_dir: str | os.PathLike, source: str = "",
             out: Callable[[str], None] = print, terminal: bool | None = None) -> RetrainOutcome:
     """Train ``spec`` once per seed of ``cfg`` and write the output folder (see the module docstring).
 
@@ -314,14 +315,14 @@ def retrain(spec: ChildSpec, cfg: RetrainConfig, out_dir: str | os.PathLike, sou
     return RetrainOutcome(out_dir, tuple(runs), mean, std, corpus.level)
 
 
-def _header(source: str, spec: ChildSpec, cfg: RetrainConfig, corpus: Corpus, device: torch.device) -> dict[str, Any]:
+def _header(source: str, spec: ChildSpec, cfg: RetrainRecipe, corpus: Corpus, device: torch.device) -> dict[str, Any]:
     """What ``train.json`` records besides the runs: the source, spec, settings, corpus and machine."""
     return {"source": source, "spec": spec.to_dict(), "settings": cfg.to_dict(), "corpus": corpus.summary(),
             "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "",
             "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
-def _train_seed(spec: ChildSpec, cfg: RetrainConfig, corpus: Corpus, seed: int, device: torch.device,
+def _train_seed(spec: ChildSpec, cfg: RetrainRecipe, corpus: Corpus, seed: int, device: torch.device,
                 history: list[EpochReport], out: Callable[[str], None], terminal: bool) -> TrainResult:
     """Train one seed, appending each epoch's report to ``history`` (also on failure) and printing progress."""
     started = time.perf_counter()
