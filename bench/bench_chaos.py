@@ -174,6 +174,7 @@ class Killer:
 
 
 def figures(run_dir: Path, children: int, batches: int, kills: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    """The run's figures from its records and the kill log; ``batches`` is a child's whole budget (every epoch)."""
     rows = read_records(run_dir / "children.jsonl")
     finals: dict[int, set[str]] = {}
     for r in rows:
@@ -183,7 +184,9 @@ def figures(run_dir: Path, children: int, batches: int, kills: list[dict[str, An
              for r in rows if r.get("train_seconds")}
     median_rate = statistics.median(rates.values()) if rates else 0.0
     for k in kills:
-        done, checkpointed = batches_at(k.pop("lines"), k["at"], k["first_seen"],
+        lines = k.pop("lines")
+        k["reports"] = [{key: r.get(key) for key in ("batches", "timestamp", "checkpoint")} for r in lines[-3:]]
+        done, checkpointed = batches_at(lines, k["at"], k["first_seen"],
                                         rates.get(k["child"], median_rate))
         k["batches"], k["checkpoint"] = min(done, batches), checkpointed
     wasted = sum(max(0.0, k["batches"] - k["checkpoint"]) for k in kills)
@@ -233,7 +236,7 @@ def one_run(args: argparse.Namespace, root: Path, name: str, mode: str | None, c
             cluster.shutdown()
     if "error" in ended:
         raise ended["error"]
-    return figures(cfg.run_dir, args.children, args.batches, killer.kills if killer else [],
+    return figures(cfg.run_dir, args.children, args.epochs * args.batches, killer.kills if killer else [],
                    ended["outcome"].seconds)
 
 
