@@ -120,7 +120,7 @@ class RetrainSettings:
 
     epochs: int = setting(40, low=1, flag=True)
     """Most epochs per seed (pytorch/examples word_language_model trains 40; Zaremba et al. 2014's small LSTM 13)."""
-    patience: int = setting(3, low=0, flag=True)
+    patience: int = setting(3, low=0, note="0: never stop early", flag=True)
     """Stop after this many epochs in a row without a better validation loss (0: never). With the "plateau"
     schedule, 3 such epochs mean the learning rate fell 64-fold (at lr_decay 4) without any gain: converged."""
 

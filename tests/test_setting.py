@@ -52,7 +52,8 @@ def test_space_layers_is_documented():
      "controller.entropy_weight: -0.1 is not allowed; use a number >= 0"),
     (lambda: SchedulerConfig(reduction_factor=1),
      "scheduler.reduction_factor: 1 is not allowed; use a whole number >= 2"),
-    (lambda: RetrainSettings(patience=-1), "retrain.patience: -1 is not allowed; use a whole number >= 0"),
+    (lambda: RetrainSettings(patience=-1),
+     "retrain.patience: -1 is not allowed; use a whole number >= 0 (0: never stop early)"),
     (lambda: SearchConfig(concurrency=0), "concurrency: 0 is not allowed; use a whole number >= 1, or auto"),
     (lambda: DataConfig(data_dir=3), "data.data_dir: 3 is not allowed; use text, or none"),
 ])

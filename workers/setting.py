@@ -29,15 +29,16 @@ from typing import Any
 
 def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, low: float | None = None,
             above: float | None = None, below: float | None = None, choices: Sequence[Any] | None = None,
-            none: str = "none", none_means: str = "", flag: bool = False) -> Any:
+            none: str = "none", none_means: str = "", note: str = "", flag: bool = False) -> Any:
     """A dataclass field declared with what it allows.
 
     ``low`` (>=), ``above`` (>) and ``below`` (<) bound a number; ``choices`` lists the allowed values. A field whose
     type admits None is spelled ``none`` in TOML and on the command line ("none", or "auto" where None means "pick
-    for the machine"); ``none_means`` says what it does, for the error message (e.g. "to never checkpoint").
+    for the machine"); ``none_means`` says what it does, for the error message (e.g. "to never checkpoint"), and
+    ``note`` what a special value means (e.g. "0: never stop early").
     ``flag``: ``nas search`` / ``nas train`` offer it as ``--name-with-dashes``."""
     meta = {"low": low, "above": above, "below": below, "choices": tuple(choices) if choices is not None else None,
-            "none": none, "none_means": none_means, "flag": flag}
+            "none": none, "none_means": none_means, "note": note, "flag": flag}
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -95,7 +96,7 @@ def rule(cls: type, name: str) -> str:
         text = _bounds(meta, whole=k is int)
     if optional(cls, name):
         text += f", or {meta.get('none', 'none')}" + (f" {meta['none_means']}" if meta.get("none_means") else "")
-    return text
+    return text + (f" ({meta['note']})" if meta.get("note") else "")
 
 
 def _allowed(meta: Any, k: type | None, v: Any) -> bool:
