@@ -15,6 +15,7 @@ from cell_grads import outputs_and_grads
 from search_spaces import known_cell, random_cell
 from workers import cell_rnn, native_cell
 from workers.cell_rnn import CellLayer, CellRNN, check_kernels, kernel_path
+from workers.kernel_sequence import KernelSequence
 
 needs_cc = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None,
                               reason="no C compiler (cc or $CC) on this machine: the C kernels cannot be built")
@@ -98,7 +99,7 @@ def test_native_backward_passes_gradcheck(name):
     h0 = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
     c0 = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
     kernels = native_cell.load(cell)
-    assert torch.autograd.gradcheck(lambda *a: native_cell.NativeSequence.apply(*a, kernels), (x_proj, w, h0, c0))
+    assert torch.autograd.gradcheck(lambda *a: KernelSequence.apply(*a, kernels), (x_proj, w, h0, c0))
 
 
 @needs_cc

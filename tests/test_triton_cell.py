@@ -9,8 +9,8 @@ pytest.importorskip("triton")
 
 from search_spaces import known_cell, random_cell  # noqa: E402
 from workers.cell_rnn import CellLayer, CellRNN, check_kernels  # noqa: E402
+from workers.kernel_sequence import KernelSequence  # noqa: E402
 from workers.triton_cell import (  # noqa: E402
-    TritonSequence,
     backward_kernel_source,
     compile_kernels,
     forward_kernel_source,
@@ -96,9 +96,9 @@ def test_triton_runs_without_grad_and_gradcheck_passes(device):
     h0 = torch.randn(2, hidden, **kw, requires_grad=True)
     c0 = torch.randn(2, hidden, **kw, requires_grad=True)
     kernels = compile_kernels(cell)
-    assert torch.autograd.gradcheck(lambda *a: TritonSequence.apply(*a, kernels), (x_proj, w, h0, c0))
+    assert torch.autograd.gradcheck(lambda *a: KernelSequence.apply(*a, kernels), (x_proj, w, h0, c0))
     with torch.no_grad():
-        out, h, c = TritonSequence.apply(x_proj, w, h0, c0, kernels)
+        out, h, c = KernelSequence.apply(x_proj, w, h0, c0, kernels)
     assert not out.requires_grad and torch.equal(out[-1], h)
 
 

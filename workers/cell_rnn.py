@@ -30,7 +30,8 @@ from workers import native_cell, triton_cell
 from workers.cell_code import compile_step
 from workers.child_settings import KERNELS
 from workers.fused_cell import CellSequence, compile_cell
-from workers.triton_cell import TritonSequence, compile_kernels, use_triton
+from workers.kernel_sequence import KernelSequence
+from workers.triton_cell import compile_kernels, use_triton
 
 _warned: set[str] = set()
 
@@ -102,9 +103,9 @@ class CellLayer(nn.Module):
                 self._paths[where] = kernel_path(self.kernels, self.cell, x_proj)
             path = self._paths[where]
             if path == "triton":
-                out, h, c = TritonSequence.apply(*args, compile_kernels(self.cell))
+                out, h, c = KernelSequence.apply(*args, compile_kernels(self.cell))
             elif path == "native":
-                out, h, c = native_cell.NativeSequence.apply(*args, native_cell.load(self.cell))
+                out, h, c = KernelSequence.apply(*args, native_cell.load(self.cell))
             else:
                 out, h, c = CellSequence.apply(*args, compile_cell(self.cell))
             return out, (h, c)

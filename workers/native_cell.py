@@ -40,10 +40,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from search_spaces.cell import Cell
-from workers.kernel_sequence import backward_buffers, forward_buffers, recurrent_weight_grad
+from workers.kernel_sequence import Backward
 from workers.kernel_source import all_leaves_add, chain_rule, forward_tree, leaf_gradients
 
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno", "-std=c99")
@@ -291,6 +290,41 @@ class NativeKernels:
             bwd.argtypes, bwd.restype = [ptr] * 9 + [size] * 2, None
             self.functions[dtype] = (fwd, bwd)
 
+    def forward_sequence(self, x_proj: torch.Tensor, w_hidden: torch.Tensor, h0: torch.Tensor, out: torch.Tensor,
+                         cs: torch.Tensor, hps: torch.Tensor) -> None:
+        """Every step forward, filling ``out``, ``cs`` and ``hps`` (:class:`workers.kernel_sequence.KernelSequence`).
+        The loop passes raw addresses (a step's offset into each buffer), so a step costs one matrix product and
+        one foreign call, not a dozen tensor views."""
+        steps, batch, width = x_proj.shape
+        hidden = h0.shape[1]
+        forward_fn = self.functions[x_proj.dtype][0]
+        size = x_proj.element_size()
+        proj, state = batch * width * size, batch * hidden * size
+        xp_at, hp_at, c_at, out_at = x_proj.data_ptr(), hps.data_ptr(), cs.data_ptr(), out.data_ptr()
+        hp_views, out_views = hps.unbind(0), out.unbind(0)
+        wt, h = w_hidden.t(), h0
+        for t in range(steps):
+            torch.mm(h, wt, out=hp_views[t])
+            forward_fn(xp_at + t * proj, hp_at + t * proj, c_at + t * state, out_at + t * state,
+                       c_at + (t + 1) * state, batch, hidden)
+            h = out_views[t]
+
+    def backward_sequence(self, b: Backward) -> None:
+        """Every step backward, from the last, filling ``b``'s gradients."""
+        steps, batch, width = b.x_proj.shape
+        hidden = b.h0.shape[1]
+        backward_fn = self.functions[b.x_proj.dtype][1]
+        size = b.x_proj.element_size()
+        proj, state = batch * width * size, batch * hidden * size
+        gout_at, xp_at, hp_at, c_at = b.g_out.data_ptr(), b.x_proj.data_ptr(), b.hps.data_ptr(), b.cs.data_ptr()
+        gxp_at, ghp_at = b.g_xp.data_ptr(), (None if self.shared_grad else b.g_hp.data_ptr())
+        for t in reversed(range(steps)):
+            gc_prev = b.gc_bufs[t % 2]
+            backward_fn(gout_at + t * state, b.gh.data_ptr(), b.gc.data_ptr(), xp_at + t * proj, hp_at + t * proj,
+                        c_at + t * state, gxp_at + t * proj, None if ghp_at is None else ghp_at + t * proj,
+                        gc_prev.data_ptr(), batch, hidden)
+            b.step_done(t, gc_prev)
+
 
 def forget() -> None:
     """Forget every compiler lookup and loaded cell in this process (the disk cache stays): the next use of a
@@ -320,55 +354,3 @@ def supports(tensor: torch.Tensor) -> str:
     if tensor.dtype not in DTYPES:
         return f"the C kernels exist for float32 and float64, not {str(tensor.dtype).removeprefix('torch.')}"
     return ""
-
-
-class NativeSequence(torch.autograd.Function):
-    """``(x_proj (T,B,N*H), w_hidden (N*H,H), h0, c0, kernels) -> (out (T,B,H), h_T, c_T)``: one layer, with
-    the contract of :class:`workers.fused_cell.CellSequence` and every step's element-wise work in one C call
-    each way. The loops pass raw addresses (a step's offset into each buffer), so a step costs one matrix
-    product and one foreign call, not a dozen tensor views."""
-
-    @staticmethod
-    def forward(ctx, x_proj: torch.Tensor, w_hidden: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-                kernels: NativeKernels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x_proj, h0, out, cs, hps = forward_buffers(x_proj, h0, c0)
-        steps, batch, width = x_proj.shape
-        hidden = h0.shape[1]
-        forward_fn = kernels.functions[x_proj.dtype][0]
-        size = x_proj.element_size()
-        proj, state = batch * width * size, batch * hidden * size
-        xp_at, hp_at, c_at, out_at = x_proj.data_ptr(), hps.data_ptr(), cs.data_ptr(), out.data_ptr()
-        hp_views, out_views = hps.unbind(0), out.unbind(0)
-        wt, h = w_hidden.t(), h0
-        for t in range(steps):
-            torch.mm(h, wt, out=hp_views[t])
-            forward_fn(xp_at + t * proj, hp_at + t * proj, c_at + t * state, out_at + t * state,
-                       c_at + (t + 1) * state, batch, hidden)
-            h = out_views[t]
-        ctx.kernels = kernels
-        ctx.save_for_backward(x_proj, w_hidden, h0, out, cs, hps)
-        return out, out[-1].clone(), cs[-1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g_out: torch.Tensor | None, g_h: torch.Tensor | None, g_c: torch.Tensor | None):
-        x_proj, w_hidden, h0, out, cs, hps = ctx.saved_tensors
-        kernels: NativeKernels = ctx.kernels
-        steps, batch, width = x_proj.shape
-        hidden = h0.shape[1]
-        g_out, gh, gc, g_xp, g_hp, gh_next, gc_bufs = backward_buffers(x_proj, h0, out, g_out, g_h, g_c,
-                                                                       kernels.shared_grad)
-        backward_fn = kernels.functions[x_proj.dtype][1]
-        size = x_proj.element_size()
-        proj, state = batch * width * size, batch * hidden * size
-        gout_at, xp_at, hp_at, c_at = g_out.data_ptr(), x_proj.data_ptr(), hps.data_ptr(), cs.data_ptr()
-        gxp_at, ghp_at = g_xp.data_ptr(), (None if kernels.shared_grad else g_hp.data_ptr())
-        g_hp_views = g_hp.unbind(0)
-        for t in reversed(range(steps)):
-            gc_prev = gc_bufs[t % 2]
-            backward_fn(gout_at + t * state, gh.data_ptr(), gc.data_ptr(), xp_at + t * proj, hp_at + t * proj,
-                        c_at + t * state, gxp_at + t * proj, None if ghp_at is None else ghp_at + t * proj,
-                        gc_prev.data_ptr(), batch, hidden)
-            torch.mm(g_hp_views[t], w_hidden, out=gh_next)  # the call has read gh: the buffer can be rewritten
-            gh, gc = gh_next, gc_prev
-        return g_xp, recurrent_weight_grad(g_hp, h0, out), gh.clone(), gc.clone(), None

@@ -33,11 +33,10 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from search_spaces.cell import Cell
 from workers.cell_code import load_function
-from workers.kernel_sequence import backward_buffers, forward_buffers, recurrent_weight_grad
+from workers.kernel_sequence import Backward
 from workers.kernel_source import all_leaves_add, chain_rule, forward_tree, leaf_gradients
 
 _ACT = {"identity": "{}", "tanh": "_tanh({})", "sigmoid": "tl.sigmoid({})", "relu": "tl.maximum({}, 0.0)"}
@@ -175,6 +174,22 @@ class Kernels:
         self.kernels(c_prev.dtype)[1][grid](g_out, gh, gc, xp, hp, c_prev, g_xp, g_hp, gc_prev, c_prev.shape[1],
                                             BLOCK=block)
 
+    def forward_sequence(self, x_proj: torch.Tensor, w_hidden: torch.Tensor, h0: torch.Tensor, out: torch.Tensor,
+                         cs: torch.Tensor, hps: torch.Tensor) -> None:
+        """Every step forward, filling ``out``, ``cs`` and ``hps`` (:class:`workers.kernel_sequence.KernelSequence`)."""
+        wt, h = w_hidden.t(), h0
+        for t in range(x_proj.shape[0]):
+            torch.mm(h, wt, out=hps[t])
+            self.forward(x_proj[t], hps[t], cs[t], out[t], cs[t + 1])
+            h = out[t]
+
+    def backward_sequence(self, b: Backward) -> None:
+        """Every step backward, from the last, filling ``b``'s gradients."""
+        for t in reversed(range(b.x_proj.shape[0])):
+            gc_prev = b.gc_bufs[t % 2]
+            self.backward(b.g_out[t], b.gh, b.gc, b.x_proj[t], b.hps[t], b.cs[t], b.g_xp[t], b.g_hp[t], gc_prev)
+            b.step_done(t, gc_prev)
+
 
 def _load(src: str, name: str, cell: Cell, compute: str) -> Callable:
     import triton
@@ -190,38 +205,3 @@ def compile_kernels(cell: Cell) -> Kernels:
     """The cell's Triton kernels, generated once per cell (Triton compiles each on its first launch per dtype,
     and under ``TRITON_INTERPRET=1`` interprets them instead)."""
     return Kernels(cell)
-
-
-class TritonSequence(torch.autograd.Function):
-    """``(x_proj (T,B,N*H), w_hidden (N*H,H), h0, c0, kernels) -> (out (T,B,H), h_T, c_T)``: one layer, with
-    the same contract as :class:`workers.fused_cell.CellSequence` and every step's element-wise work in one
-    Triton kernel each way."""
-
-    @staticmethod
-    def forward(ctx, x_proj: torch.Tensor, w_hidden: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-                kernels: Kernels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x_proj, h0, out, cs, hps = forward_buffers(x_proj, h0, c0)
-        steps = x_proj.shape[0]
-        wt, h = w_hidden.t(), h0
-        for t in range(steps):
-            torch.mm(h, wt, out=hps[t])
-            kernels.forward(x_proj[t], hps[t], cs[t], out[t], cs[t + 1])
-            h = out[t]
-        ctx.kernels = kernels
-        ctx.save_for_backward(x_proj, w_hidden, h0, out, cs, hps)
-        return out, out[-1].clone(), cs[-1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g_out: torch.Tensor | None, g_h: torch.Tensor | None, g_c: torch.Tensor | None):
-        x_proj, w_hidden, h0, out, cs, hps = ctx.saved_tensors
-        kernels: Kernels = ctx.kernels
-        steps = x_proj.shape[0]
-        g_out, gh, gc, g_xp, g_hp, gh_next, gc_bufs = backward_buffers(x_proj, h0, out, g_out, g_h, g_c,
-                                                                       kernels.shared_grad)
-        for t in reversed(range(steps)):
-            gc_prev = gc_bufs[t % 2]
-            kernels.backward(g_out[t], gh, gc, x_proj[t], hps[t], cs[t], g_xp[t], g_hp[t], gc_prev)
-            torch.mm(g_hp[t], w_hidden, out=gh_next)  # the kernel has read gh: the buffer can be rewritten
-            gh, gc = gh_next, gc_prev
-        return g_xp, recurrent_weight_grad(g_hp, h0, out), gh.clone(), gc.clone(), None
