@@ -507,9 +507,8 @@ def _add_settings(parser: argparse.ArgumentParser, cls: type, section: str = "",
 
     from workers import setting
 
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in setting.flags(cls):
-        f, kind = fields[name], setting.kind(cls, name)
+        f, kind = setting.fields(cls)[name], setting.kind(cls, name)
         meta = f.metadata
         kw: dict[str, Any] = {"dest": f"{section}.{name}" if section else name, "default": None}
         if meta["choices"] is not None:

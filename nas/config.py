@@ -51,7 +51,7 @@ from search_spaces.known import load_spec
 from search_spaces.space import ChildSpec, SearchSpace
 from workers.child_settings import Budget, ChildSettings, ModelConfig, TrainConfig, split_hparams
 from workers.corpora import DataConfig
-from workers.setting import check, optional, setting
+from workers.setting import check, fields, optional, setting
 
 ALGOS = ("reinforce", "random", "evolution")
 SCHEDULERS = ("none", "asha")
@@ -278,8 +278,7 @@ _CHECKED_TOGETHER = ("tie_weights", "embedding_size", "hidden_size")
 def _spelled(cls: type, key: str, value: Any) -> Any:
     """A TOML value as the field ``key`` of ``cls`` takes it: TOML has no null, so the string "none" (or, where None
     means "pick for the machine", "auto") is None; the class's own check judges everything else."""
-    if optional(cls, key) and value in ("none", {f.name: f for f in dataclasses.fields(cls)}[key].metadata.get(
-            "none", "none")):
+    if optional(cls, key) and value in ("none", fields(cls)[key].metadata.get("none", "none")):
         return None
     return value
 

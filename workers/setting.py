@@ -56,6 +56,12 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+@functools.cache
+def fields(cls: type) -> dict[str, dataclasses.Field]:
+    """The dataclass fields of ``cls`` by name, in declaration order."""
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
 def kind(cls: type, name: str) -> type | None:
     """The scalar type (bool, int, float or str) of field ``name``, None for anything else (a table, a tuple)."""
     scalars = [t for t in _options(_hints(cls)[name]) if t in (bool, int, float, str)]
@@ -84,7 +90,7 @@ def _bounds(meta: dict[str, Any], whole: bool) -> str:
 
 def rule(cls: type, name: str) -> str:
     """What field ``name`` allows, in words: "a whole number >= 1, or none", "true or false", ..."""
-    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    f = fields(cls)[name]
     meta, k = f.metadata, kind(cls, name)
     if meta.get("choices") is not None:
         text = "one of " + ", ".join(str(c) for c in meta["choices"])
