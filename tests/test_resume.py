@@ -12,7 +12,6 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 from test_search_e2e import ENV, write_tiny_corpus
 
 TOML = """
@@ -111,9 +110,6 @@ checkpoint_every = 0.3
 """
 
 
-@pytest.mark.xfail(strict=False, reason="known race (2026-12-04, failed 3 of 6 runs): Tune's experiment state can "
-                   "name a checkpoint that CheckpointConfig(num_to_keep=1) has already deleted, and the resumed trial "
-                   "fails ('Could not recover from checkpoint as it does not exist on storage anymore')")
 def test_a_driver_killed_mid_child_resumes_the_child_from_its_checkpoint(tmp_path):
     """SIGKILL of the driver while a long child trains, once Tune's experiment state knows the child's latest
     checkpoint; `--resume` continues that child from its checkpoint (not from batch 0)."""
@@ -134,6 +130,11 @@ def test_a_driver_killed_mid_child_resumes_the_child_from_its_checkpoint(tmp_pat
     p = start(["search", "--resume", "ckpt"], tmp_path)
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, out + err
+    # often the child checkpointed again after Tune's last snapshot, which named a checkpoint since deleted: the
+    # resume then starts it from the newest one on disk (nas.search.restored_checkpoints) and says so
+    repointed = [line for line in out.splitlines() if "named in Tune's experiment state is gone" in line]
+    print("\n".join(repointed) or "the checkpoint Tune's experiment state named was there")
+    assert all("resuming from checkpoint_" in line for line in repointed), repointed
     [row] = [json.loads(line) for line in lines(run_dir / "children.jsonl")]
     assert row["status"] == "completed", row["error"]
     assert row["epochs"] == 60 and 0 < row["resumed_from"] < row["fidelity"]

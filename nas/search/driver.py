@@ -29,6 +29,7 @@ from nas.runs.export import write_export  # noqa: E402
 from nas.runs.records import ChildRecord, atomic_write, latest_per_trial, read_children  # noqa: E402
 from nas.runs.results import Run, leaderboard  # noqa: E402
 from nas.search import ray_session  # noqa: E402
+from nas.search.restored_checkpoints import NewestCheckpoint  # noqa: E402
 from nas.search.searcher import ControllerSearcher, EvolutionSearcher, NasSearcher, RandomSearcher  # noqa: E402
 from search_spaces import ChildSpec  # noqa: E402
 from workers.data import Corpus, load_corpus  # noqa: E402
@@ -365,7 +366,7 @@ def _fit(cfg: SearchConfig, resume: bool, started_budget: int, corpus: Corpus, p
     progress = SearchProgress(cfg.trials, out, run_dir, cfg.budget.keep_checkpoints)
     run_config = tune.RunConfig(
         name=cfg.name, storage_path=str(run_dir.parent), verbose=0,
-        callbacks=[progress],
+        callbacks=[progress, NewestCheckpoint(out)],  # the second acts only when this run is restored
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # a child resumes from its latest only
     )

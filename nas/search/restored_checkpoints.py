@@ -8,8 +8,9 @@ checkpoint as it does not exist on storage anymore") on every retry. :class:`New
 restored run starts its first trial and points each such trial at the newest complete checkpoint in its folder
 (newer than the one named, since only older ones are deleted), or at none, so it starts over.
 
-It reaches into Tune's checkpoint manager (``ray.train._internal``): Ray is pinned in ``pyproject.toml``, and
-``tests/test_resume.py`` kills a driver while a child checkpoints every 0.3 s to keep this honest.
+It reaches into Tune's checkpoint manager (``ray.train._internal``), as Ray 2.60 has it (the version CI installs;
+``pyproject.toml`` admits older ones): where the manager is not of that shape, nothing is repointed and Tune's own
+restore decides. ``tests/test_resume.py`` kills a driver while a child checkpoints every 0.3 s to keep it honest.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ class NewestCheckpoint(tune.Callback):
 def repoint(trial: Trial) -> str | None:
     """Point ``trial`` at the newest checkpoint in its folder if the one it names is gone; what was done, or None
     when there was nothing to do."""
-    manager = trial.run_metadata.checkpoint_manager
-    latest = manager.latest_checkpoint_result if manager else None
+    manager = getattr(trial.run_metadata, "checkpoint_manager", None)
+    if not all(hasattr(manager, a) for a in ("_latest_checkpoint_result", "_checkpoint_results")):
+        return None  # another Ray's manager (see the module docstring)
+    latest = manager._latest_checkpoint_result
     if latest is None or _exists(latest.checkpoint.filesystem, latest.checkpoint.path):
         return None
     named = PurePosixPath(latest.checkpoint.path)
