@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The whole GPU check of issue 12 in one go (at most 6 minutes on an H100/H200): the CUDA tests, the throughput
-# bench against cuDNN LSTM, and the packing bench. Runs without Ray and without installing the package: the GPU
-# machine's own python3 (CUDA torch, Triton, pytest) and PYTHONPATH=. are enough.
+# The whole GPU check in one go (at most 11 minutes on an H100/H200): the CUDA tests, the throughput bench against
+# cuDNN LSTM and the packing bench (issue 12), then a real `nas search` through Ray (issue 21). Runs without
+# installing the package: the GPU machine's own python3 (CUDA torch, Triton, pytest) and PYTHONPATH=. are enough,
+# plus, for the searches, the Ray bundle of bench/gpu_ray_bundle.sh (carry .gpu_ray).
 #
-#   bash bench/gpu_check.sh [OUT_DIR] [PTB_DIR]
+#   bash bench/gpu_check.sh [OUT_DIR] [PTB_DIR]       (device: carry .gpu_ray and .gpu_data)
 #
 # OUT_DIR (default gpu-check/) receives every log, CSV and JSON; PTB_DIR (default .gpu_data/ptb) holds
 # ptb.{train,valid,test}.txt for the PTB-sized packing rows, which are skipped without it (copy them from
@@ -36,5 +37,19 @@ part bench_gpu 140 $py bench/bench_gpu.py --steps 15 --out "$out"
 part packing_default 60 $py bench/bench_gpu_packing.py --children default --per-worker 2 --counts 1,2,4,8,16
 if [ -f "$ptb/ptb.train.txt" ]; then
   part packing_ptb 55 $py bench/bench_gpu_packing.py --children ptb --data-dir "$ptb" --per-worker 1 --counts 1,2,4,8
+fi
+# Issue 21: the whole search through Ray on the GPU, from the trimmed Ray bundle (bench/gpu_ray_bundle.sh, carried
+# as .gpu_ray/cp312): the default search's children 16 per GPU, then (with PTB) the PTB-sized ones 8 per GPU.
+bundle=${GPU_RAY:-.gpu_ray/cp312}
+if [ -f "$bundle/install.sh" ] && . "$bundle/install.sh" /tmp/ray-site; then
+  part gpu_search_default 170 bash bench/gpu_search.sh gpu-default "$out" 16 16 "$out/packing_default.log" \
+    --trials 64 --gpus-per-trial auto
+  if [ -f "$ptb/ptb.train.txt" ]; then
+    part gpu_search_ptb 150 bash bench/gpu_search.sh gpu-ptb "$out" 8 8 "$out/packing_ptb.log" \
+      --config bench/gpu_search_ptb.toml --data-dir "$ptb"
+  fi
+else
+  echo "== gpu_search: skipped, no Ray bundle at $bundle (build it here: bash bench/gpu_ray_bundle.sh)" \
+    | tee -a "$out/summary.txt"
 fi
 echo; cat "$out/summary.txt"
