@@ -1,11 +1,14 @@
 """The child record: one typed value, one reader, one writer, the last record of a trial winning."""
 
+import dataclasses
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from nas.runs.records import ChildRecord, append_child, latest_per_trial, read_children
+from nas.runs.results import CELLS_CSV, children_table, write_tables
 from workers.outcome import ChildOutcome
 
 # A children.jsonl line as the searcher wrote it at 93a8f63 (before ChildRecord): old folders must still read.
@@ -23,7 +26,10 @@ def test_a_record_written_before_child_record_reads_and_writes_back_the_same(tmp
     assert record.trial_id == "a1b2c_00003" and record.index == 3 and record.reused_from is None
     assert record.outcome == ChildOutcome("completed", 12.63, 543041, 16.4, 2, "", 200, {}, "torch", "off")
     # written back: the same, plus the fields added since, at their defaults (resumed_from 0: trained from the start)
-    assert record.to_dict() == {**json.loads(OLD_LINE), "resumed_from": 0}
+    old, written = json.loads(OLD_LINE), record.to_dict()
+    added = {k: v for k, v in written.items() if k not in old}
+    assert written == {**old, **added} and "resumed_from" in added
+    assert added == {k: getattr(ChildOutcome("completed"), k) for k in added}
 
 
 def test_missing_fields_take_their_defaults_and_null_reads_as_nan(tmp_path):
@@ -49,3 +55,19 @@ def test_writer_and_reader_round_trip_and_the_last_record_of_a_trial_wins_in_its
         append_child(tmp_path, r)
     assert read_children(tmp_path) == [first, other, again]
     assert latest_per_trial(read_children(tmp_path)) == [other, again]
+
+
+def test_every_scalar_outcome_field_is_a_column_of_the_cells_table_with_its_value(tmp_path):
+    # The bar of one module per field: a field added to ChildOutcome reaches children.jsonl, the reader and the
+    # cells table (CSV included) without an edit elsewhere.
+    outcome = ChildOutcome("completed", 9.5, params=10, train_seconds=1.5, epochs=1, fidelity=60, kernels="native",
+                           cuda_graphs="off", resumed_from=30)
+    append_child(tmp_path, ChildRecord("t0", 0, outcome, reward=0.5, seed=1, formula="n0 = x0", spec=None))
+    table = children_table(read_children(tmp_path))
+    write_tables(tmp_path)
+    csv = pd.read_csv(tmp_path / CELLS_CSV, keep_default_na=False)
+    for f in dataclasses.fields(ChildOutcome):
+        if f.name == "rung_ppl":  # a dict: not a column
+            continue
+        assert table.loc[0, f.name] == getattr(outcome, f.name), f.name
+        assert str(csv.loc[0, f.name]) == str(getattr(outcome, f.name)), f.name

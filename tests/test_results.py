@@ -18,6 +18,7 @@ from nas.runs.results import (
     write_tables,
 )
 from search_spaces import ChildSpec, HParams, random_cell
+from workers.outcome import OUTCOME_TAIL_COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HP_COLUMNS = ["dropout", "hidden_size", "num_layers"]  # HParams keeps names sorted
@@ -114,7 +115,7 @@ def test_children_table_dedupes_ranks_and_keeps_missing_values_missing():
     df = children_table(children_records())
     assert list(df.columns) == ["rank", "pareto", "trial_id", "index", "status", "val_ppl", "reward", "params",
                                 "train_seconds", "epochs", "fidelity", "reused_from", *HP_COLUMNS, "formula", "spec",
-                                "error", "seed", "kernels", "cuda_graphs", "resumed_from"]
+                                "error", "seed", *OUTCOME_TAIL_COLUMNS]
     assert df["index"].tolist() == [0, 1, 2, 3, 4, 5]
     assert df["trial_id"].is_unique and len(df) == 6
     assert df.loc[df["trial_id"] == "t1", "val_ppl"].item() == 110.0
@@ -256,8 +257,7 @@ def test_leaderboard_of_no_children():
 
 
 def test_a_table_written_before_fidelity_and_reuse_reads_with_those_columns_missing(tmp_path):
-    df = children_table(children_records()).drop(columns=["fidelity", "reused_from", "kernels", "cuda_graphs",
-                                                          "resumed_from"])
+    df = children_table(children_records()).drop(columns=["fidelity", "reused_from", *OUTCOME_TAIL_COLUMNS])
     df.to_csv(tmp_path / "cells.csv", index=False)
     old = load_cells(tmp_path)
     assert list(old.columns) == list(children_table(children_records()).columns)

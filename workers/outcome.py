@@ -93,3 +93,22 @@ OUTCOME_COLUMNS: dict[str, str] = {
 }
 """The outcome fields a results table shows among its lead columns, with their pandas dtypes (``error`` is a
 tail column)."""
+
+_DTYPES = {str: "string", int: "Int64", float: "Float64", bool: "boolean"}
+
+
+def _tail_columns() -> dict[str, str]:
+    columns = {}
+    for f in dataclasses.fields(ChildOutcome):
+        if f.name in OUTCOME_COLUMNS or f.name == "error" or f.default is dataclasses.MISSING:
+            continue  # a field with a default factory (rung_ppl: a dict) is no column
+        if type(f.default) not in _DTYPES:
+            raise TypeError(f"ChildOutcome.{f.name}: a default of type {type(f.default).__name__} has no column "
+                            f"dtype; give it a str, int, float or bool default or add it to OUTCOME_COLUMNS")
+        columns[f.name] = _DTYPES[type(f.default)]
+    return columns
+
+
+OUTCOME_TAIL_COLUMNS: dict[str, str] = _tail_columns()
+"""Every other scalar outcome field, in declaration order, with the pandas dtype of its default: a results table's
+last columns (after ``error`` and the seed), so that a field added to :class:`ChildOutcome` shows there by itself."""

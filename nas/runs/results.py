@@ -32,7 +32,7 @@ from nas.runs.records import (
     read_records,
 )
 from search_spaces import ChildSpec
-from workers.outcome import OUTCOME_COLUMNS
+from workers.outcome import OUTCOME_COLUMNS, OUTCOME_TAIL_COLUMNS
 
 CELLS_CSV, CELLS_PARQUET, CONTROLLER_CSV, PROGRESS_PNG = "cells.csv", "cells.parquet", "controller.csv", "progress.png"
 
@@ -42,8 +42,8 @@ LEAD_COLUMNS = {  # name -> dtype, before the hyperparameter columns: the child 
     "reward": "Float64",
     **dict(_OUTCOME[2:]), "reused_from": "Int64",
 }
-TAIL_COLUMNS = {"formula": "string", "spec": "string", "error": "string", "seed": "Int64", "kernels": "string",
-                "cuda_graphs": "string", "resumed_from": "Int64"}  # after them
+TAIL_COLUMNS = {"formula": "string", "spec": "string", "error": "string", "seed": "Int64", **OUTCOME_TAIL_COLUMNS}
+"""After the hyperparameter columns."""
 CONTROLLER_METRICS = ("reward", "baseline", "advantage", "entropy", "log_prob", "loss", "grad_norm")
 CONTROLLER_COLUMNS = {"step": "Int64", **{m: "Float64" for m in CONTROLLER_METRICS}, "trial_ids": "string"}
 DESCENDING = frozenset({"reward"})  # every other sortable column sorts ascending (lower is better)
@@ -83,9 +83,10 @@ def children_table(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.Dat
     """One row per child (last record of a trial_id wins), sorted by ``index``; nullable dtypes, NA = missing.
 
     Columns: rank (1 = lowest val_ppl among completed children, NA for the rest), pareto (on the front of val_ppl
-    against params, :mod:`nas.runs.pareto`), trial_id, index, status,
-    val_ppl, reward, params, train_seconds, epochs, one column per hyperparameter, formula, spec (compact JSON),
-    error, seed. A hyperparameter named like one of those columns gets an ``hp.`` prefix.
+    against params, :mod:`nas.runs.pareto`), trial_id, index, status, val_ppl, reward, params, train_seconds,
+    epochs, fidelity, reused_from, one column per hyperparameter, formula, spec (compact JSON), error, seed, then
+    the outcome's other fields (``OUTCOME_TAIL_COLUMNS``). A hyperparameter named like one of those columns gets an
+    ``hp.`` prefix.
     """
     rows = [r.to_dict() for r in latest_per_trial(child_records(records))]
     rows.sort(key=lambda r: r["index"])
@@ -105,9 +106,8 @@ def children_table(records: Iterable[ChildRecord | Mapping[str, Any]]) -> pd.Dat
     cols["spec"] = _array(specs, "string", "children.spec")
     cols["error"] = _array([r.get("error") or "" for r in rows], "string", "children.error")
     cols["seed"] = _array([r.get("seed") for r in rows], "Int64", "children.seed")
-    for name in ("kernels", "cuda_graphs"):
-        cols[name] = _array([r.get(name) or "" for r in rows], "string", f"children.{name}")
-    cols["resumed_from"] = _array([r.get("resumed_from") or 0 for r in rows], "Int64", "children.resumed_from")
+    for name, dtype in OUTCOME_TAIL_COLUMNS.items():
+        cols[name] = _array([r[name] for r in rows], dtype, f"children.{name}")
 
     df = pd.DataFrame(cols)
     df.insert(0, "rank", _ranks(df))
@@ -150,8 +150,8 @@ def controller_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def _read_csv(path: Path, dtypes: Mapping[str, str]) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=dict(dtypes), dtype_backend="numpy_nullable", keep_default_na=False,
                      na_values=[""])
-    for name in ("formula", "error", "kernels", "cuda_graphs"):  # "" and missing look alike in CSV: "" when empty
-        if name in df:
+    for name in df:  # "" and missing look alike in CSV: text columns of records are "" when empty
+        if name in ("formula", "error") or OUTCOME_TAIL_COLUMNS.get(name) == "string":
             df[name] = df[name].fillna("")
     return df
 
