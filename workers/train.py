@@ -46,35 +46,34 @@ def autocast(device: torch.device, precision: str):
 
 
 @dataclass(frozen=True)
-class EpochReport:
-    """What a child reports after each epoch."""
+class Validation:
+    """A validation measurement during training: what the epoch and rung reports share."""
 
     epoch: int
-    train_loss: float
+    batches: int
+    """Training batches done so far (all epochs): the fidelity reached."""
     val_loss: float
     val_ppl: float
-    best_val_ppl: float
-    lr: float
-    train_tokens: int
     train_seconds: float
     """Seconds spent in training steps so far (evaluation excluded)."""
-    tokens_per_second: float
-    """Training throughput of this epoch."""
-    batches: int = 0
-    """Training batches done so far (all epochs): the fidelity reached."""
 
 
 @dataclass(frozen=True)
-class RungReport:
+class EpochReport(Validation):
+    """What a child reports after each epoch."""
+
+    train_loss: float
+    best_val_ppl: float
+    lr: float
+    train_tokens: int
+    tokens_per_second: float
+    """Training throughput of this epoch."""
+
+
+@dataclass(frozen=True)
+class RungReport(Validation):
     """A mid-training measurement at one of ``Budget.report_at``."""
 
-    batches: int
-    """Training batches done so far (all epochs): the fidelity."""
-    epoch: int
-    val_loss: float
-    val_ppl: float
-    train_seconds: float
-    """Seconds spent in training steps so far (evaluation excluded)."""
     params: int = 0
     """Trainable parameters of the child model."""
 
@@ -430,9 +429,9 @@ class _Training:
                 self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         else:
             pos.stale, pos.stale_epochs = pos.stale + 1, pos.stale_epochs + 1
-        report = EpochReport(pos.epoch, train_loss, val_loss, perplexity(val_loss), perplexity(pos.best_loss), lr,
-                             pos.tokens, pos.train_seconds, pos.tokens / seconds if seconds > 0 else math.nan,
-                             pos.done)
+        report = EpochReport(pos.epoch, pos.done, val_loss, perplexity(val_loss), pos.train_seconds, train_loss,
+                             perplexity(pos.best_loss), lr, pos.tokens,
+                             pos.tokens / seconds if seconds > 0 else math.nan)
         pos.history.append(report)
         if self.hooks.on_epoch is not None:
             self.hooks.on_epoch(report)
@@ -475,7 +474,7 @@ class _Training:
         return None
 
     def _rung(self, loss: float, seconds: float) -> None:
-        self.pos.rungs.append(RungReport(self.pos.done, self.pos.epoch, loss, perplexity(loss), seconds, self.params))
+        self.pos.rungs.append(RungReport(self.pos.epoch, self.pos.done, loss, perplexity(loss), seconds, self.params))
         if self.hooks.on_rung is not None:
             self.hooks.on_rung(self.pos.rungs[-1])
 
