@@ -4,7 +4,10 @@
    the default algorithm and one with random search, ``--children`` children each (200: about 30 minutes each on
    2 CPU cores), on the bundled corpus (``--dataset ptb --data-dir DIR`` for Penn Treebank), search seed
    ``--search-seed``. Both run through :func:`bench_search_quality.run_once` (a real ``run_search`` on a local Ray,
-   provenance-stamped, continued when interrupted).
+   provenance-stamped, continued when interrupted). ``--random-children`` gives random search another number of
+   children: under successive halving the default search promotes more of its children to the top rung, so at
+   equal children it spends more compute than random search; the table's first lines give each search's work
+   (training batches x parameters) and child-training seconds, and random search's share of the default's.
 2. **Each search's top 3 retrained** under one fixed recipe for every source: ``--epochs`` (3) whole epochs of the
    training split, no early stop, the search's own data, optimiser and learning-rate schedule (SGD, divided by its
    ``lr_decay`` after an epoch without a better validation loss), the whole validation split after each epoch and
@@ -32,8 +35,8 @@ Trainings run ``--workers`` (2) at a time, one thread each. The last line is the
     end_to_end: searched=… random_winner=… lstm_matched=… lstm_same_hidden=… searched_vs_lstm_matched=… \
 ci95=[…,…] searched_vs_random_winner=… ci95=[…,…]
 
-Usage: ``python bench/bench_end_to_end.py [--children 200] [--epochs 3] [--seeds 3] [--out bench/end_to_end]
-[--dataset ptb --data-dir DIR] [--stop-after SECONDS] [--report] [--force-reuse]``
+Usage: ``python bench/bench_end_to_end.py [--children 200] [--random-children N] [--epochs 3] [--seeds 3]
+[--out bench/end_to_end] [--dataset ptb --data-dir DIR] [--stop-after SECONDS] [--report] [--force-reuse]``
 """
 
 from __future__ import annotations
@@ -144,7 +147,8 @@ def run_searches(args: argparse.Namespace, out: Path, data: dict[str, Any], over
     import bench_search_quality as bsq
     import ray
 
-    dicts = {label: search_dict(label, args.search_seed, args.children, out / "searches", data, args.concurrency,
+    children = {"searched": args.children, "random": args.random_children}
+    dicts = {label: search_dict(label, args.search_seed, children[label], out / "searches", data, args.concurrency,
                                 overrides) for label in SEARCHES}
     configs = {label: config_from_dict(d) for label, d in dicts.items()}
     todo = [label for label, cfg in configs.items() if not complete(cfg)]
@@ -231,9 +235,30 @@ def winner_of(label: str, top: list[dict[str, Any]], runs: dict[tuple[str, int],
     return min(scored, key=lambda t: t[:2])[2] if scored else None
 
 
+def spent(cfg: SearchConfig) -> dict[str, float]:
+    """A finished search's children, work (training batches x parameters) and seconds of child training."""
+    from nas.runs.compare import best_so_far
+
+    curve = best_so_far(read_records(cfg.run_dir / "children.jsonl"))
+    return {"children": len(curve), "work": float(curve["compute_work"].iloc[-1]),
+            "seconds": float(curve["compute_seconds"].iloc[-1])}
+
+
+def spent_line(searches: dict[str, dict[str, float]]) -> str:
+    """One line: each search's children, work and child-training seconds, random's as a share of the default's."""
+    parts = []
+    base = searches.get("searched")
+    for label, s in searches.items():
+        share = (f" ({s['work'] / base['work']:.2f}x the searched search's work, "
+                 f"{s['seconds'] / base['seconds']:.2f}x its seconds)" if base and label != "searched" else "")
+        parts.append(f"{label} {s['children']:.0f} children, work {s['work']:.3g} batch-parameters, "
+                     f"{s['seconds']:.0f} s of child training{share}")
+    return "searches: " + "; ".join(parts)
+
+
 def report(out: Path, tops: dict[str, list[dict[str, Any]]], winners: dict[str, dict[str, Any] | None],
            lstms: dict[str, ChildSpec], runs: dict[tuple[str, int], dict[str, Any]], seeds: list[int],
-           level: str) -> str:
+           level: str, searches: dict[str, dict[str, float]]) -> str:
     import pandas as pd
 
     rows = []
@@ -275,6 +300,7 @@ def report(out: Path, tops: dict[str, list[dict[str, Any]]], winners: dict[str, 
                           "beats_seed_std_of_both": beats, "text": p.text(3)})
     pd.DataFrame(diffs).to_csv(out / "differences.csv", index=False)
     lines = [f"end-to-end: retrained test perplexity over seeds {seeds} ({level} level)", "",
+             spent_line(searches), "",
              "| source | role | layers | hidden | dropout | params | search val | retrained val | test | bits |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -337,6 +363,8 @@ def plot(path: Path, series: dict[str, list[float]], seeds: list[int]) -> None:
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--children", type=int, default=200, help="children per search")
+    p.add_argument("--random-children", type=int, default=None,
+                   help="children of the random search (default: --children), e.g. to match the default's work")
     p.add_argument("--search-seed", type=int, default=100)
     p.add_argument("--epochs", type=int, default=3, help="whole epochs per retraining (no early stop)")
     p.add_argument("--seeds", type=int, default=3, help="training seeds 0 .. N-1 of every source")
@@ -360,7 +388,10 @@ def main(argv: list[str] | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
     data = {"dataset": args.dataset, "level": args.level, **({"data_dir": args.data_dir} if args.data_dir else {})}
     seeds = list(range(args.seeds))
-    settings = {"children": args.children, "search_seed": args.search_seed, "epochs": args.epochs, "seeds": seeds,
+    if args.random_children is None:
+        args.random_children = args.children
+    settings = {"children": args.children, "random_children": args.random_children, "search_seed": args.search_seed,
+                "epochs": args.epochs, "seeds": seeds,
                 "data": data, "overrides": overrides, "top": TOP, "concurrency": args.concurrency}
     record = provenance.provenance(settings, extra=("bench/bench_end_to_end.py",))
     stamp = out / provenance.PROVENANCE_FILE
@@ -373,6 +404,7 @@ def main(argv: list[str] | None = None) -> str:
 
     configs = run_searches(args, out, data, overrides)
     tops: dict[str, list[dict[str, Any]]] = {}
+    searches_spent = {label: spent(cfg) for label, cfg in configs.items() if complete(cfg)}
     for label, cfg in configs.items():
         if complete(cfg):
             best = top_children(cfg.run_dir, TOP)
@@ -395,7 +427,7 @@ def main(argv: list[str] | None = None) -> str:
         lstm_jobs = [(source, spec.to_json(), searches["searched"], s, str(job_dir(out, source, s)))
                      for s in seeds for source, spec in lstms.items()]
         runs |= train_all(lstm_jobs, args.workers, deadline)
-    text = report(out, tops, winners, lstms, runs, seeds, level)
+    text = report(out, tops, winners, lstms, runs, seeds, level, searches_spent)
     print(text)
     return text
 

@@ -51,10 +51,22 @@ def test_end_to_end_bench(tmp_path, capsys):
     expect = [runs[("torch-lstm-matched", s)]["test_ppl"] - runs[(w, s)]["test_ppl"] for s in (0, 1)]
     assert math.isclose(diffs.loc["lstm_matched", "mean"], sum(expect) / 2, rel_tol=1e-9)
     assert (out / "end_to_end.png").stat().st_size > 0
+    searches = next(line for line in text.splitlines() if line.startswith("searches: "))
+    assert "searched 4 children" in searches and "random 4 children" in searches and "x the searched" in searches
 
     capsys.readouterr()
     assert e2e.main(args(tmp_path, corpus)) == text  # read back: nothing trains again
-    assert "training" not in capsys.readouterr().out
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("training ")]
     with pytest.raises(SystemExit):
         e2e.main(args(tmp_path, corpus, "--epochs", "2"))  # other settings in the same folder
     assert "other settings" in capsys.readouterr().err
+
+
+def test_random_search_can_have_its_own_number_of_children(tmp_path):
+    """--random-children: random search runs that many children (to match the default's work), the default its
+    --children; the searches line says what each spent."""
+    corpus = write_tiny_corpus(tmp_path / "corpus")
+    text = e2e.main(args(tmp_path, corpus, "--random-children", "6", "--seeds", "1"))
+    assert "searched 4 children" in text and "random 6 children" in text
+    records = tmp_path / "out" / "searches" / "random-s100" / "children.jsonl"
+    assert len({json.loads(line)["trial_id"] for line in records.read_text().splitlines()}) == 6
