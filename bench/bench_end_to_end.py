@@ -8,6 +8,9 @@
    children: under successive halving the default search promotes more of its children to the top rung, so at
    equal children it spends more compute than random search; the table's first lines give each search's work
    (training batches x parameters) and child-training seconds, and random search's share of the default's.
+   Each search's top 3 (step 2) are its best children among those it finished within the smaller of the two
+   searches' work, so the two are compared at equal compute: give random search children enough to spend at
+   least what the default spends (its total is in the table), and it is cut to the default's budget.
 2. **Each search's top 3 retrained** under one fixed recipe for every source: ``--epochs`` (3) whole epochs of the
    training split, no early stop, the search's own data, optimiser and learning-rate schedule (SGD, divided by its
    ``lr_decay`` after an epoch without a better validation loss), the whole validation split after each epoch and
@@ -62,7 +65,7 @@ import provenance  # noqa: E402
 
 from nas import console  # noqa: E402
 from nas.config import SearchConfig, config_from_dict  # noqa: E402
-from nas.retrain.top import kendall_tau_b, top_children  # noqa: E402
+from nas.retrain.top import kendall_tau_b  # noqa: E402
 from nas.runs.records import json_safe, read_records  # noqa: E402
 from nas.search import ray_session  # noqa: E402
 from search_spaces import ChildSpec, HParams, known_cell  # noqa: E402
@@ -235,6 +238,23 @@ def winner_of(label: str, top: list[dict[str, Any]], runs: dict[tuple[str, int],
     return min(scored, key=lambda t: t[:2])[2] if scored else None
 
 
+def top_within(cfg: SearchConfig, work: float, k: int) -> tuple[list[dict[str, Any]], int]:
+    """The search's ``k`` best completed children among those it finished within ``work`` (training batches x
+    parameters, counted in finish order), best first as ``{rank, spec, search_val_ppl}``; and how many children
+    that budget held. Ranks are the cells table's (a reused outcome ranks once, as its first child)."""
+    from nas.runs.compare import best_so_far
+    from nas.runs.records import child_records, latest_per_trial
+    from nas.runs.results import load_cells
+
+    records = latest_per_trial(child_records(read_records(cfg.run_dir / "children.jsonl")))
+    cumulative = best_so_far(records)["compute_work"].to_numpy()
+    within = [r.trial_id for r, w in zip(records, cumulative) if w <= work * (1 + 1e-9)]
+    cells = load_cells(cfg.run_dir)
+    ranked = cells[cells["rank"].notna() & cells["trial_id"].isin(within)].sort_values("rank").head(k)
+    return ([{"rank": i, "spec": c["spec"], "search_val_ppl": float(c["val_ppl"])}
+             for i, (_, c) in enumerate(ranked.iterrows(), start=1)], len(within))
+
+
 def spent(cfg: SearchConfig) -> dict[str, float]:
     """A finished search's children, work (training batches x parameters) and seconds of child training."""
     from nas.runs.compare import best_so_far
@@ -253,7 +273,9 @@ def spent_line(searches: dict[str, dict[str, float]]) -> str:
                  f"{s['seconds'] / base['seconds']:.2f}x its seconds)" if base and label != "searched" else "")
         parts.append(f"{label} {s['children']:.0f} children, work {s['work']:.3g} batch-parameters, "
                      f"{s['seconds']:.0f} s of child training{share}")
-    return "searches: " + "; ".join(parts)
+    cut = [f"{label}'s first {s['within']:.0f}" for label, s in searches.items() if "within" in s]
+    return ("searches: " + "; ".join(parts)
+            + (f"; top {TOP} of each within the smaller work: {', '.join(cut)} children" if cut else ""))
 
 
 def report(out: Path, tops: dict[str, list[dict[str, Any]]], winners: dict[str, dict[str, Any] | None],
@@ -405,11 +427,11 @@ def main(argv: list[str] | None = None) -> str:
     configs = run_searches(args, out, data, overrides)
     tops: dict[str, list[dict[str, Any]]] = {}
     searches_spent = {label: spent(cfg) for label, cfg in configs.items() if complete(cfg)}
-    for label, cfg in configs.items():
-        if complete(cfg):
-            best = top_children(cfg.run_dir, TOP)
-            tops[label] = [{"source": f"{label}-rank{int(c['rank'])}", "rank": int(c["rank"]), "spec": c["spec"],
-                            "search_val_ppl": float(c["val_ppl"])} for _, c in best.iterrows()]
+    if len(searches_spent) == len(SEARCHES):  # each search's top 3 from what it found within equal work
+        budget = min(s["work"] for s in searches_spent.values())
+        for label, cfg in configs.items():
+            best, searches_spent[label]["within"] = top_within(cfg, budget, TOP)
+            tops[label] = [{"source": f"{label}-rank{c['rank']}", **c} for c in best]
     from workers.corpora import resolved_level
 
     level = resolved_level(configs["searched"].data.source, configs["searched"].data.level)

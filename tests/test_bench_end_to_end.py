@@ -20,8 +20,8 @@ TINY = {"space": {"layers": {"num_layers": [1], "hidden_size": [16, 24]}},
 
 
 def args(tmp_path: Path, corpus: Path, *extra: str) -> list[str]:
-    return ["--out", str(tmp_path / "out"), "--dataset", str(corpus), "--children", "4", "--epochs", "1",
-            "--seeds", "2", "--search-overrides", json.dumps(TINY), *extra]
+    return ["--out", str(tmp_path / "out"), "--dataset", str(corpus), "--children", "4", "--random-children", "8",
+            "--epochs", "1", "--seeds", "2", "--search-overrides", json.dumps(TINY), *extra]
 
 
 def test_end_to_end_bench(tmp_path, capsys):
@@ -52,7 +52,10 @@ def test_end_to_end_bench(tmp_path, capsys):
     assert math.isclose(diffs.loc["lstm_matched", "mean"], sum(expect) / 2, rel_tol=1e-9)
     assert (out / "end_to_end.png").stat().st_size > 0
     searches = next(line for line in text.splitlines() if line.startswith("searches: "))
-    assert "searched 4 children" in searches and "random 4 children" in searches and "x the searched" in searches
+    assert "searched 4 children" in searches and "random 8 children" in searches and "x the searched" in searches
+    # random search spent more than the default, so its top 3 come from its first children within the default's work
+    held = int(searches.split("random's first ")[1].split()[0])
+    assert held < 8 and "searched's first 4" in searches
 
     capsys.readouterr()
     assert e2e.main(args(tmp_path, corpus)) == text  # read back: nothing trains again
@@ -62,11 +65,21 @@ def test_end_to_end_bench(tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
-def test_random_search_can_have_its_own_number_of_children(tmp_path):
-    """--random-children: random search runs that many children (to match the default's work), the default its
-    --children; the searches line says what each spent."""
-    corpus = write_tiny_corpus(tmp_path / "corpus")
-    text = e2e.main(args(tmp_path, corpus, "--random-children", "6", "--seeds", "1"))
-    assert "searched 4 children" in text and "random 6 children" in text
-    records = tmp_path / "out" / "searches" / "random-s100" / "children.jsonl"
-    assert len({json.loads(line)["trial_id"] for line in records.read_text().splitlines()}) == 6
+def test_top_within_ranks_only_the_children_finished_within_the_work(tmp_path):
+    """Equal compute: a search's top children are chosen among those it finished before its work (batches x
+    parameters, in finish order) passed the budget."""
+    from test_results import child
+
+    from nas.config import config_from_dict
+    from nas.runs.records import append_record
+
+    cfg = config_from_dict({"name": "r", "results_dir": str(tmp_path), "trials": 6})
+    cfg.run_dir.mkdir(parents=True)
+    ppl = [9.0, 7.0, 8.0, 6.5, 5.0, 4.0]  # the two best come after the budget
+    for i, v in enumerate(ppl):
+        append_record(cfg.run_dir / "children.jsonl", {**child(i, val_ppl=v), "fidelity": 10, "params": 100})
+    top, held = e2e.top_within(cfg, work=4 * 1000, k=3)
+    assert held == 4
+    assert [(c["rank"], c["search_val_ppl"]) for c in top] == [(1, 6.5), (2, 7.0), (3, 8.0)]
+    top, held = e2e.top_within(cfg, work=6 * 1000, k=2)
+    assert held == 6 and [c["search_val_ppl"] for c in top] == [4.0, 5.0]
