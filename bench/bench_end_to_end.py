@@ -66,7 +66,9 @@ import provenance  # noqa: E402
 from nas import console  # noqa: E402
 from nas.config import SearchConfig, config_from_dict  # noqa: E402
 from nas.retrain.top import kendall_tau_b  # noqa: E402
-from nas.runs.records import json_safe, read_records  # noqa: E402
+from nas.runs.compare import best_so_far  # noqa: E402
+from nas.runs.records import json_safe, latest_per_trial, read_records  # noqa: E402
+from nas.runs.results import Run  # noqa: E402
 from nas.search import ray_session  # noqa: E402
 from search_spaces import ChildSpec, HParams, known_cell  # noqa: E402
 
@@ -238,28 +240,22 @@ def winner_of(label: str, top: list[dict[str, Any]], runs: dict[tuple[str, int],
     return min(scored, key=lambda t: t[:2])[2] if scored else None
 
 
-def top_within(cfg: SearchConfig, work: float, k: int) -> tuple[list[dict[str, Any]], int]:
+def top_within(run: Run, work: float, k: int) -> tuple[list[dict[str, Any]], int]:
     """The search's ``k`` best completed children among those it finished within ``work`` (training batches x
     parameters, counted in finish order), best first as ``{rank, spec, search_val_ppl}``; and how many children
     that budget held. Ranks are the cells table's (a reused outcome ranks once, as its first child)."""
-    from nas.runs.compare import best_so_far
-    from nas.runs.records import child_records, latest_per_trial
-    from nas.runs.results import load_cells
-
-    records = latest_per_trial(child_records(read_records(cfg.run_dir / "children.jsonl")))
+    records = latest_per_trial(run.children)
     cumulative = best_so_far(records)["compute_work"].to_numpy()
-    within = [r.trial_id for r, w in zip(records, cumulative) if w <= work * (1 + 1e-9)]
-    cells = load_cells(cfg.run_dir)
+    within = [r.trial_id for r, w in zip(records, cumulative) if w <= work]
+    cells = run.cells
     ranked = cells[cells["rank"].notna() & cells["trial_id"].isin(within)].sort_values("rank").head(k)
     return ([{"rank": i, "spec": c["spec"], "search_val_ppl": float(c["val_ppl"])}
              for i, (_, c) in enumerate(ranked.iterrows(), start=1)], len(within))
 
 
-def spent(cfg: SearchConfig) -> dict[str, float]:
+def spent(run: Run) -> dict[str, float]:
     """A finished search's children, work (training batches x parameters) and seconds of child training."""
-    from nas.runs.compare import best_so_far
-
-    curve = best_so_far(read_records(cfg.run_dir / "children.jsonl"))
+    curve = best_so_far(run.children)
     return {"children": len(curve), "work": float(curve["compute_work"].iloc[-1]),
             "seconds": float(curve["compute_seconds"].iloc[-1])}
 
@@ -426,11 +422,12 @@ def main(argv: list[str] | None = None) -> str:
 
     configs = run_searches(args, out, data, overrides)
     tops: dict[str, list[dict[str, Any]]] = {}
-    searches_spent = {label: spent(cfg) for label, cfg in configs.items() if complete(cfg)}
+    finished_runs = {label: Run(cfg.run_dir) for label, cfg in configs.items() if complete(cfg)}  # read once each
+    searches_spent = {label: spent(run) for label, run in finished_runs.items()}
     if len(searches_spent) == len(SEARCHES):  # each search's top 3 from what it found within equal work
         budget = min(s["work"] for s in searches_spent.values())
-        for label, cfg in configs.items():
-            best, searches_spent[label]["within"] = top_within(cfg, budget, TOP)
+        for label, run in finished_runs.items():
+            best, searches_spent[label]["within"] = top_within(run, budget, TOP)
             tops[label] = [{"source": f"{label}-rank{c['rank']}", **c} for c in best]
     from workers.corpora import resolved_level
 

@@ -72,14 +72,15 @@ def test_top_within_ranks_only_the_children_finished_within_the_work(tmp_path):
 
     from nas.config import config_from_dict
     from nas.runs.records import append_record
+    from nas.runs.results import Run
 
     cfg = config_from_dict({"name": "r", "results_dir": str(tmp_path), "trials": 6})
     cfg.run_dir.mkdir(parents=True)
     ppl = [9.0, 7.0, 8.0, 6.5, 5.0, 4.0]  # the two best come after the budget
     for i, v in enumerate(ppl):
         append_record(cfg.run_dir / "children.jsonl", {**child(i, val_ppl=v), "fidelity": 10, "params": 100})
-    top, held = e2e.top_within(cfg, work=4 * 1000, k=3)
+    top, held = e2e.top_within(Run(cfg.run_dir), work=4 * 1000, k=3)
     assert held == 4
     assert [(c["rank"], c["search_val_ppl"]) for c in top] == [(1, 6.5), (2, 7.0), (3, 8.0)]
-    top, held = e2e.top_within(cfg, work=6 * 1000, k=2)
+    top, held = e2e.top_within(Run(cfg.run_dir), work=6 * 1000, k=2)
     assert held == 6 and [c["search_val_ppl"] for c in top] == [4.0, 5.0]
