@@ -63,6 +63,15 @@ class ControllerConfig:
     nas.search.searcher) teaches the searcher again. False (ours): an outcome teaches once, when its child was trained;
     learning from every reuse would feed the same single-seed reward to the controller again and again as a
     policy converges, reinforcing lucky draws. True was the behaviour before 2026-12-02."""
+    elite_size: int = setting(0, low=0)
+    """K: the controller also learns, at every update, to propose the K best distinct children trained so far
+    (maximum likelihood on a priority queue: Abolafia et al. 2018, "Neural Program Synthesis with Priority Queue
+    Training", used K = 10; nas.search.reinforce.Elite). Only fully trained children with a positive reward join;
+    reused outcomes do not. 0 disables it."""
+    elite_weight: float = setting(1.0, low=0)
+    """Weight of the elite's negative log-likelihood in the controller's loss, against the REINFORCE term whose
+    advantages are about +-1 when normalized (Abolafia et al. 2018 train on the queue alone). Unused when
+    elite_size is 0."""
     init_range: float = setting(0.1, above=0)
     """Weights are initialised uniformly in [-init_range, init_range] (ENAS: 0.1; Zoph & Le 2017 use 0.08)."""
     share_heads: bool = setting(False)

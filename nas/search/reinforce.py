@@ -26,6 +26,13 @@ Update. :func:`reinforce_step` minimises, averaged over the children of the batc
 ``-(R - b) * log pi(a) - entropy_weight * H(pi)``, where ``log pi(a)`` and the entropy are recomputed by
 :meth:`Controller.evaluate_many` (teacher forcing) under the newest weights, since children may come from
 an older policy.
+
+Elite. With ``elite_size`` K > 0 the update also imitates the best children seen so far: :class:`Elite` keeps the
+K distinct action lists of highest reward among fully trained children (priority-queue training, Abolafia et al.
+2018, "Neural Program Synthesis with Priority Queue Training"; self-imitation, Oh et al. 2018), and the loss gains
+``- elite_weight * mean over the elite of log pi(a_elite)``: maximum likelihood on the best architectures found,
+so the policy samples near them (as evolution mutates its tournament winners) while REINFORCE keeps learning from
+every child. Replaying the elite trains no child: it costs controller updates only.
 """
 
 from __future__ import annotations
@@ -150,6 +157,40 @@ class Baselines:
         self.scales = dict(state["scales"])
 
 
+@dataclass
+class Elite:
+    """The ``size`` best distinct action lists seen so far, by reward (ties: the earlier stays), best first."""
+
+    size: int
+    members: list[tuple[float, list[int]]] = field(default_factory=list)
+    """(reward, actions), best first."""
+
+    def add(self, actions: Sequence[int], reward: float) -> bool:
+        """Offer a child; returns whether it joined. Only a positive finite reward can join (a broken child's 0
+        never does); an action list already in the elite keeps its first reward (an outcome teaches once)."""
+        reward, actions = float(reward), [int(a) for a in actions]
+        if self.size == 0 or not math.isfinite(reward) or reward <= 0:
+            return False
+        if any(a == actions for _, a in self.members):
+            return False
+        if len(self.members) == self.size and reward <= self.members[-1][0]:
+            return False
+        at = next((i for i, (r, _) in enumerate(self.members) if reward > r), len(self.members))
+        self.members.insert(at, (reward, actions))
+        del self.members[self.size:]
+        return True
+
+    def actions(self) -> list[list[int]]:
+        return [a for _, a in self.members]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "members": [[r, list(a)] for r, a in self.members]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.size = int(state["size"])
+        self.members = [(float(r), [int(x) for x in a]) for r, a in state["members"]]
+
+
 def make_optimizer(controller: Controller, config: ControllerConfig) -> torch.optim.Adam:
     """Adam on the controller's parameters (Zoph & Le 2017), learning rate ``config.lr``."""
     return torch.optim.Adam(controller.parameters(), lr=config.lr)
@@ -161,9 +202,11 @@ def reinforce_step(
     baselines: Baselines,
     batch: Sequence[tuple[Sequence[int], float, str]],
     config: ControllerConfig,
+    elite: Sequence[Sequence[int]] = (),
 ) -> dict[str, float]:
     """One REINFORCE update from finished children ``(actions, reward, baseline key)``; rewards come from
-    :func:`reward_of`, keys from :func:`baseline_key`.
+    :func:`reward_of`, keys from :func:`baseline_key`. ``elite`` (:meth:`Elite.actions`) adds
+    ``- config.elite_weight * mean log pi(elite)`` to the loss (the module docstring's "Elite").
 
     Rewards update their key's baseline one at a time in batch order, each advantage taken against that baseline
     just before its own reward (the same as ``update_every=1`` would give). Returns diagnostics under
@@ -180,10 +223,15 @@ def reinforce_step(
     # Baselines and advantages, each in its child's fidelity.
     measured = [baselines.update(r, key) for r, (_, _, key) in zip(rewards, batch)]
     baseline_before, advantages = measured[0][0], [a for _, a in measured]
-    # Loss: mean over children of -(R - b) * log pi(a) - beta * entropy, under the newest weights.
-    log_probs, entropies = controller.evaluate_many([actions for actions, _, _ in batch])  # (B,), (B,)
+    # Loss: mean over children of -(R - b) * log pi(a) - beta * entropy, under the newest weights; then the elite's
+    # negative log-likelihood (children and elite scored in one pass).
+    scored, entropies = controller.evaluate_many([actions for actions, _, _ in batch] + [list(a) for a in elite])
+    log_probs, elite_log_probs = scored[:len(batch)], scored[len(batch):]  # (B,), (E,)
+    entropies = entropies[:len(batch)]  # (B,)
     adv = torch.tensor(advantages, dtype=log_probs.dtype, device=log_probs.device)  # (B,)
     loss = (-adv * log_probs - config.entropy_weight * entropies).mean()
+    if len(elite) > 0:
+        loss = loss - config.elite_weight * elite_log_probs.mean()
     # Backward, clip, step.
     optimizer.zero_grad()
     loss.backward()
@@ -198,4 +246,5 @@ def reinforce_step(
         "controller/log_prob": log_probs.mean().item(),
         "controller/loss": loss.item(),
         "controller/grad_norm": grad_norm.item(),
+        **({"controller/elite_log_prob": elite_log_probs.mean().item()} if len(elite) > 0 else {}),
     }

@@ -48,7 +48,7 @@ from nas.runs.records import ChildRecord, append_child, append_record, read_chil
 from nas.search.controller import Controller
 from nas.search.controller_config import ControllerConfig
 from nas.search.evolution import EvolutionConfig, Population
-from nas.search.reinforce import Baselines, baseline_key, make_optimizer, reinforce_step, reward_of
+from nas.search.reinforce import FINAL, Baselines, Elite, baseline_key, make_optimizer, reinforce_step, reward_of
 from search_spaces.space import ChildSpec, SearchSpace
 from workers.outcome import METRIC, ChildOutcome
 
@@ -268,6 +268,7 @@ class ControllerSearcher(NasSearcher):
         self.baselines = Baselines(config.baseline_decay, config.normalize_advantage)
         self.generator = torch.Generator().manual_seed(seed)
         self.pending: list[tuple[str, list[int], float, str]] = []  # finished children not yet learned from
+        self.elite = Elite(config.elite_size)  # the best children so far, imitated at every update
         self.step = 0
         self._writer = None
 
@@ -282,12 +283,14 @@ class ControllerSearcher(NasSearcher):
         self.baselines.update(reward, key)
 
     def _learn(self, trial_id: str, actions: list[int], reward: float, key: str) -> None:
+        if key == FINAL:  # a child stopped at a rung is measured on another scale: it never joins the elite
+            self.elite.add(actions, reward)
         self.pending.append((trial_id, actions, reward, key))
         if len(self.pending) < self.config.update_every:
             return
         batch, self.pending = self.pending, []
         diagnostics = reinforce_step(self.controller, self.optimizer, self.baselines,
-                                     [(a, r, k) for _, a, r, k in batch], self.config)
+                                     [(a, r, k) for _, a, r, k in batch], self.config, self.elite.actions())
         self.step += 1
         append_record(Path(self.run_dir) / "controller.jsonl",
                       {"step": self.step, "trial_ids": [t for t, _, _, _ in batch], **diagnostics})
@@ -313,7 +316,7 @@ class ControllerSearcher(NasSearcher):
     def _state(self) -> dict[str, Any]:
         return {"controller": self.controller.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "baselines": self.baselines.state_dict(), "generator": self.generator.get_state(),
-                "pending": self.pending, "step": self.step}
+                "pending": self.pending, "step": self.step, "elite": self.elite.state_dict()}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.controller.load_state_dict(state["controller"])
@@ -321,6 +324,10 @@ class ControllerSearcher(NasSearcher):
         self.baselines.load_state_dict(state["baselines"])
         self.generator.set_state(state["generator"])
         self.pending, self.step = state["pending"], state["step"]
+        self.elite = Elite(self.config.elite_size)
+        if "elite" in state:  # a state saved before the elite existed starts with an empty one
+            self.elite.load_state_dict({**state["elite"], "size": self.config.elite_size})
+            del self.elite.members[self.elite.size:]
 
 
 class RandomSearcher(NasSearcher):
