@@ -12,7 +12,16 @@ import torch
 from nas.config import config_from_dict
 from nas.search.controller import Controller, Sample
 from nas.search.controller_config import ControllerConfig
-from nas.search.reinforce import FINAL, Baselines, EMABaseline, baseline_key, make_optimizer, reinforce_step, reward_of
+from nas.search.reinforce import (
+    FINAL,
+    Baselines,
+    Elite,
+    EMABaseline,
+    baseline_key,
+    make_optimizer,
+    reinforce_step,
+    reward_of,
+)
 from search_spaces.cell import CellSpace, Decision
 from search_spaces.hparams import LayerSpace
 from search_spaces.space import SearchSpace
@@ -205,6 +214,40 @@ def test_reinforce_step_diagnostics_and_direction():
     assert baseline.value == value  # nothing moved
 
 
+def test_the_elite_keeps_the_k_best_distinct_children_with_a_positive_reward():
+    e = Elite(3)
+    assert [e.add([i], r) for i, r in enumerate([0.2, 0.0, math.nan, 0.5, 0.3])] == [True, False, False, True, True]
+    assert e.actions() == [[3], [4], [0]]  # best first
+    assert not e.add([3], 0.9)  # already in: keeps its first reward (an outcome teaches once)
+    assert not e.add([7], 0.2)  # full, and not better than the worst member (a tie keeps the earlier)
+    assert e.add([8], 0.25) and e.actions() == [[3], [4], [8]]  # the worst leaves
+    restored = Elite(3)
+    restored.load_state_dict(e.state_dict())
+    assert restored == e
+    assert not Elite(0).add([1], 1.0)
+
+
+def test_the_elite_term_raises_the_elites_likelihood_even_without_an_advantage():
+    """With the elite, an update whose own child teaches nothing (advantage 0) still moves the policy toward the
+    elite; with elite_weight 0 the same update moves it only as far as the entropy bonus does."""
+    results = {}
+    for weight in (1.0, 0.0):
+        c = make_controller(seed=3, elite_size=2, elite_weight=weight)
+        cfg = c.config
+        g = torch.Generator().manual_seed(1)
+        elite, child = [c.sample(g).actions for _ in range(2)], c.sample(g).actions
+        before = c.evaluate_many(elite)[0]  # (2,)
+        opt = make_optimizer(c, cfg)
+        baselines = Baselines(cfg.baseline_decay, means={FINAL: EMABaseline(cfg.baseline_decay, value=0.5)})
+        stats = reinforce_step(c, opt, baselines, [(child, 0.5, FINAL)], cfg, elite)  # advantage exactly 0
+        assert stats["controller/advantage"] == 0.0
+        assert stats["controller/elite_log_prob"] == pytest.approx(before.mean().item(), abs=1e-5)
+        results[weight] = (c.evaluate_many(elite)[0] - before).tolist()
+    # each elite member became more likely, by far more than the entropy bonus alone moves it (Adam's first step)
+    assert all(with_elite > 1.0 and with_elite > 3 * abs(without) for with_elite, without in zip(*results.values())
+               ) or pytest.fail(f"log-prob changes without / with the elite: {results}")
+
+
 def test_each_fidelity_has_its_own_baseline():
     """Children stopped at a rung are measured against the children stopped at that rung only (hand-computed)."""
     b = Baselines(decay=0.5)
@@ -294,7 +337,7 @@ def test_per_decision_heads_learn_from_one_child_per_update(cfg, target_seed):
         ("lstm_layers", 0), ("lstm_units", 2.5), ("temperature", 0.0), ("tanh_constant", -1.0),
         ("entropy_weight", -1e-4), ("lr", math.nan), ("baseline_decay", 1.0), ("baseline_decay", -0.1),
         ("reward", "1/ppl"), ("reward_constant", 0), ("grad_clip", math.inf), ("update_every", 0),
-        ("init_range", 0.0), ("lstm_layers", True),
+        ("init_range", 0.0), ("lstm_layers", True), ("elite_size", -1), ("elite_weight", -0.5),
     ],
 )
 def test_config_rejects_bad_values(field, value):

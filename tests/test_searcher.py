@@ -294,3 +294,25 @@ def test_a_rung_baseline_counts_the_children_that_went_on_not_only_the_stopped_o
     assert update["controller/advantage"] < 0  # worse than the one that went on
     s.on_trial_complete("t2", {"status": "running", "val_ppl": 35.0, "fidelity": 7})  # off the rungs: no lesson
     assert s.step == 2 and set(s.baselines.means) == {"final", "5"}
+
+
+def test_the_elite_holds_the_best_fully_trained_children_and_survives_a_restore(tmp_path):
+    """Only children that ran their whole budget join the elite (one stopped at a rung is measured on another scale;
+    a diverged one earns 0), best first; a fresh searcher restored from the state has the same elite."""
+    cfg = ControllerConfig(elite_size=2)
+    a = ControllerSearcher(SPACE, tmp_path, cfg, seed=2, rungs=(5,))
+    configs = {f"t{i}": a.suggest(f"t{i}") for i in range(5)}
+    a.on_trial_complete("t0", done(40.0))
+    a.on_trial_complete("t1", {"status": "running", "val_ppl": 5.0, "fidelity": 5})  # stopped at the rung
+    a.on_trial_complete("t2", done(30.0))
+    a.on_trial_complete("t3", done(math.inf, "diverged"))
+    a.on_trial_complete("t4", done(50.0))
+    from search_spaces import ChildSpec
+
+    actions = {t: SPACE.encode(ChildSpec.from_dict(c["spec"])) for t, c in configs.items()}
+    assert a.elite.actions() == [actions["t2"], actions["t0"]]
+    assert "controller/elite_log_prob" in read_records(tmp_path / "controller.jsonl")[-1]
+    a.save(str(tmp_path / "state.pkl"))
+    b = ControllerSearcher(SPACE, tmp_path, cfg, seed=9, rungs=(5,))
+    b.restore(str(tmp_path / "state.pkl"))
+    assert b.elite == a.elite
