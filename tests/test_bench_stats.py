@@ -77,10 +77,14 @@ def test_paired_rows_compare_at_equal_children_work_and_seconds():
 def test_seed_sets_never_mix():
     assert bsq.parse_seeds("tuning") == ("tuning", [0, 1, 2, 3, 4])
     assert bsq.parse_seeds("reporting") == ("reporting", list(range(100, 110)))
+    assert bsq.parse_seeds("replication") == ("reporting", list(range(110, 120)))
+    assert bsq.parse_seeds("110,111") == ("reporting", [110, 111])
     assert bsq.parse_seeds("3,4") == ("tuning", [3, 4])
     assert not set(bsq.TUNING_SEEDS) & set(bsq.REPORTING_SEEDS)
     with pytest.raises(ValueError, match="mixes reporting seeds"):
         bsq.parse_seeds("1,100")
+    with pytest.raises(ValueError, match="mixes reporting seeds"):
+        bsq.parse_seeds("9,119")
     assert bsq.seed_label("reporting", list(range(100, 110))) == "reporting_seeds=100-109"
 
 
