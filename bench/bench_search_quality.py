@@ -161,8 +161,8 @@ def fmt(m: float, s: float) -> str:
 
 
 def parse_seeds(text: str) -> tuple[str, list[int]]:
-    """``tuning`` (the first five tuning seeds), ``reporting`` (all reporting seeds) or a comma-separated list;
-    returns (the kind of seeds, the seeds). A list may not mix tuning and reporting seeds."""
+    """``tuning`` (the first five tuning seeds), ``reporting`` (100-109), ``replication`` (110-119) or a
+    comma-separated list; returns (the kind of seeds, the seeds). A list may not mix tuning and reporting seeds."""
     if text == "tuning":
         return "tuning", list(TUNING_SEEDS[:5])
     if text == "reporting":
@@ -172,7 +172,8 @@ def parse_seeds(text: str) -> tuple[str, list[int]]:
     try:
         seeds = [int(x) for x in text.split(",")]
     except ValueError:
-        raise ValueError(f"--seeds {text!r}: give tuning, reporting or comma-separated whole numbers") from None
+        raise ValueError(f"--seeds {text!r}: give tuning, reporting, replication or comma-separated whole "
+                         "numbers") from None
     reporting = [x for x in seeds if x in REPORTING_SEEDS]
     if reporting and len(reporting) != len(seeds):
         raise ValueError(f"--seeds {text!r} mixes reporting seeds ({', '.join(map(str, reporting))}) with others; "

@@ -2,6 +2,7 @@
 every shape are recorded, the controller learns from each finished child, and save -> fresh restore -> continue
 gives the same search as never stopping."""
 
+import dataclasses
 import math
 
 import pytest
@@ -296,9 +297,10 @@ def test_a_rung_baseline_counts_the_children_that_went_on_not_only_the_stopped_o
     assert s.step == 2 and set(s.baselines.means) == {"final", "5"}
 
 
-def test_the_elite_holds_the_best_fully_trained_children_and_survives_a_restore(tmp_path):
+def test_the_elite_holds_the_best_fully_trained_children_and_is_rebuilt_on_restore(tmp_path):
     """Only children that ran their whole budget join the elite (one stopped at a rung is measured on another scale;
-    a diverged one earns 0), best first; a fresh searcher restored from the state has the same elite."""
+    a diverged one earns 0), best first; restore rebuilds it from the records, those after the saved state too, at
+    the restored searcher's own size."""
     cfg = ControllerConfig(elite_size=2)
     a = ControllerSearcher(SPACE, tmp_path, cfg, seed=2, rungs=(5,))
     configs = {f"t{i}": a.suggest(f"t{i}") for i in range(5)}
@@ -306,13 +308,17 @@ def test_the_elite_holds_the_best_fully_trained_children_and_survives_a_restore(
     a.on_trial_complete("t1", {"status": "running", "val_ppl": 5.0, "fidelity": 5})  # stopped at the rung
     a.on_trial_complete("t2", done(30.0))
     a.on_trial_complete("t3", done(math.inf, "diverged"))
-    a.on_trial_complete("t4", done(50.0))
     from search_spaces import ChildSpec
 
     actions = {t: SPACE.encode(ChildSpec.from_dict(c["spec"])) for t, c in configs.items()}
     assert a.elite.actions() == [actions["t2"], actions["t0"]]
     assert "controller/elite_log_prob" in read_records(tmp_path / "controller.jsonl")[-1]
     a.save(str(tmp_path / "state.pkl"))
+    a.on_trial_complete("t4", done(20.0))  # the best child finishes after the saved state
+    assert a.elite.actions() == [actions["t4"], actions["t2"]]
     b = ControllerSearcher(SPACE, tmp_path, cfg, seed=9, rungs=(5,))
     b.restore(str(tmp_path / "state.pkl"))
     assert b.elite == a.elite
+    one = ControllerSearcher(SPACE, tmp_path, dataclasses.replace(cfg, elite_size=1), seed=9, rungs=(5,))
+    one.restore(str(tmp_path / "state.pkl"))
+    assert one.elite.actions() == [actions["t4"]]

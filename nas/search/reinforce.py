@@ -181,14 +181,8 @@ class Elite:
         return True
 
     def actions(self) -> list[list[int]]:
+        """The members' action lists, best first (what :func:`reinforce_step` takes as ``elite``)."""
         return [a for _, a in self.members]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "members": [[r, list(a)] for r, a in self.members]}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.size = int(state["size"])
-        self.members = [(float(r), [int(x) for x in a]) for r, a in state["members"]]
 
 
 def make_optimizer(controller: Controller, config: ControllerConfig) -> torch.optim.Adam:
@@ -225,7 +219,8 @@ def reinforce_step(
     baseline_before, advantages = measured[0][0], [a for _, a in measured]
     # Loss: mean over children of -(R - b) * log pi(a) - beta * entropy, under the newest weights; then the elite's
     # negative log-likelihood (children and elite scored in one pass).
-    scored, entropies = controller.evaluate_many([actions for actions, _, _ in batch] + [list(a) for a in elite])
+    scored, entropies = controller.evaluate_many(
+        [actions for actions, _, _ in batch] + [list(a) for a in elite])  # (B+E,), (B+E,)
     log_probs, elite_log_probs = scored[:len(batch)], scored[len(batch):]  # (B,), (E,)
     entropies = entropies[:len(batch)]  # (B,)
     adv = torch.tensor(advantages, dtype=log_probs.dtype, device=log_probs.device)  # (B,)

@@ -26,7 +26,8 @@ propose them again.
 
 ``save``/``restore`` cover the searcher's own state (the controller, its optimizer, the baselines, the sampling
 RNG, pending updates) and the trials still in flight, written atomically (temp file + rename); restore then
-replays ``children.jsonl`` for what finished after the last save.
+replays ``children.jsonl`` for what finished after the last save. The controller's elite (its best children so
+far, ``ControllerConfig.elite_size``) is not saved: restore rebuilds it from ``children.jsonl``.
 """
 
 from __future__ import annotations
@@ -97,6 +98,10 @@ class NasSearcher(Searcher):
     def _observe(self, reward: float, key: str) -> None:
         """A measurement at a rung the child passed on its way (no update of its own: it moves that rung's
         baseline)."""
+
+    def _recall(self, actions: list[int], reward: float, key: str) -> None:
+        """On restore, for every recorded child the searcher learns from (also those learned from before the saved
+        state), in file order, before the replay teaches the ones the state has not learned from yet."""
 
     def _state(self) -> dict[str, Any]:
         return {}
@@ -239,6 +244,9 @@ class NasSearcher(Searcher):
         self.trained = {}
         for r in (c.to_dict() for c in read_children(self.run_dir)):
             self._remember(r)
+            if self._teaches(r):
+                self._recall(self.space.encode(ChildSpec.from_dict(r["spec"])), float(r["reward"] or 0.0),
+                             baseline_key(r["status"], int(r.get("fidelity") or 0)))
             trial_id = r.get("trial_id")
             if trial_id in self.finished:
                 continue
@@ -282,15 +290,23 @@ class ControllerSearcher(NasSearcher):
     def _observe(self, reward: float, key: str) -> None:
         self.baselines.update(reward, key)
 
-    def _learn(self, trial_id: str, actions: list[int], reward: float, key: str) -> None:
+    def _recall(self, actions: list[int], reward: float, key: str) -> None:
         if key == FINAL:  # a child stopped at a rung is measured on another scale: it never joins the elite
-            self.elite.add(actions, reward)
+            self._elite().add(actions, reward)
+
+    def _elite(self) -> Elite:
+        if not hasattr(self, "elite"):  # a searcher pickled by an older version has none
+            self.elite = Elite(getattr(self.config, "elite_size", 0))
+        return self.elite
+
+    def _learn(self, trial_id: str, actions: list[int], reward: float, key: str) -> None:
+        self._recall(actions, reward, key)
         self.pending.append((trial_id, actions, reward, key))
         if len(self.pending) < self.config.update_every:
             return
         batch, self.pending = self.pending, []
         diagnostics = reinforce_step(self.controller, self.optimizer, self.baselines,
-                                     [(a, r, k) for _, a, r, k in batch], self.config, self.elite.actions())
+                                     [(a, r, k) for _, a, r, k in batch], self.config, self._elite().actions())
         self.step += 1
         append_record(Path(self.run_dir) / "controller.jsonl",
                       {"step": self.step, "trial_ids": [t for t, _, _, _ in batch], **diagnostics})
@@ -316,7 +332,7 @@ class ControllerSearcher(NasSearcher):
     def _state(self) -> dict[str, Any]:
         return {"controller": self.controller.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "baselines": self.baselines.state_dict(), "generator": self.generator.get_state(),
-                "pending": self.pending, "step": self.step, "elite": self.elite.state_dict()}
+                "pending": self.pending, "step": self.step}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.controller.load_state_dict(state["controller"])
@@ -324,10 +340,7 @@ class ControllerSearcher(NasSearcher):
         self.baselines.load_state_dict(state["baselines"])
         self.generator.set_state(state["generator"])
         self.pending, self.step = state["pending"], state["step"]
-        self.elite = Elite(self.config.elite_size)
-        if "elite" in state:  # a state saved before the elite existed starts with an empty one
-            self.elite.load_state_dict({**state["elite"], "size": self.config.elite_size})
-            del self.elite.members[self.elite.size:]
+        self.elite = Elite(self.config.elite_size)  # refilled from children.jsonl by the replay that follows
 
 
 class RandomSearcher(NasSearcher):
