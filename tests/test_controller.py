@@ -19,6 +19,7 @@ from nas.search.reinforce import (
     EMABaseline,
     baseline_key,
     make_optimizer,
+    quantile,
     reinforce_step,
     reward_of,
 )
@@ -245,6 +246,40 @@ def test_the_elite_term_raises_the_elites_likelihood_even_without_an_advantage()
                ) or pytest.fail(f"log-prob changes without / with the elite: {results}")
 
 
+def test_risk_seeking_teaches_only_children_above_the_recent_quantile():
+    """risk_seeking = eps: the baseline is the (1 - eps) quantile of the last 1/(1 - decay) rewards (hand-computed
+    here with decay 0.75: a window of 4), and children below it teach nothing (advantage 0, never negative)."""
+    assert quantile([1.0, 2.0, 3.0, 4.0], 0.8) == pytest.approx(3.4) and quantile([5.0], 0.8) == 5.0
+    b = Baselines(0.75, risk=0.5)
+    got = [b.update(r) for r in [0.2, 0.4, 0.1, 0.3, 0.9, 0.25]]
+    assert got[0] == (0.2, 0.0)  # the first reward meets an empty window
+    assert got[1] == (0.2, pytest.approx(0.2))  # median of [0.2]
+    assert got[2] == (pytest.approx(0.3), 0.0)  # median of [0.2, 0.4]; below it: no lesson, not a negative one
+    assert got[3] == (pytest.approx(0.2), pytest.approx(0.1))  # median of [0.2, 0.4, 0.1]
+    assert got[4] == (pytest.approx(0.25), pytest.approx(0.65))  # median of [0.2, 0.4, 0.1, 0.3]
+    assert got[5] == (pytest.approx(0.35), 0.0)  # the window dropped 0.2: median of [0.4, 0.1, 0.3, 0.9]
+    assert b.windows[FINAL] == [0.1, 0.3, 0.9, 0.25] and b.means == {}
+    restored = Baselines(0.1)
+    restored.load_state_dict(b.state_dict())
+    assert restored == b and restored.update(1.0) == b.update(1.0)
+    normalized = Baselines(0.75, normalize=True, risk=0.5)
+    assert all(a >= 0 for _, a in (normalized.update(r) for r in [0.2, 0.4, 0.1, 0.3, 0.9, 0.25, 0.0, 0.05]))
+
+
+def test_a_risk_seeking_controller_learns_a_target_from_one_child_per_update():
+    """The asynchronous setting on risk-seeking advantages (only children above the recent 80th percentile teach)."""
+    cfg = ControllerConfig(risk_seeking=0.2)
+    space, match, c, opt, _, g = toy_problem(cfg, target_seed=3)
+    baselines = Baselines(cfg.baseline_decay, cfg.normalize_advantage, risk=cfg.risk_seeking)
+    start = match(c.greedy())
+    for _ in range(300):
+        with torch.no_grad():
+            s = c.sample(g)
+        reinforce_step(c, opt, baselines, [(s.actions, match(s.actions), FINAL)], cfg)
+    assert start < 0.6
+    assert match(c.greedy()) >= 0.9
+
+
 def test_each_fidelity_has_its_own_baseline():
     """Children stopped at a rung are measured against the children stopped at that rung only (hand-computed)."""
     b = Baselines(decay=0.5)
@@ -335,6 +370,7 @@ def test_per_decision_heads_learn_from_one_child_per_update(cfg, target_seed):
         ("entropy_weight", -1e-4), ("lr", math.nan), ("baseline_decay", 1.0), ("baseline_decay", -0.1),
         ("reward", "1/ppl"), ("reward_constant", 0), ("grad_clip", math.inf), ("update_every", 0),
         ("init_range", 0.0), ("lstm_layers", True), ("elite_size", -1), ("elite_weight", -0.5),
+        ("risk_seeking", 0.0), ("risk_seeking", 1.0),
     ],
 )
 def test_config_rejects_bad_values(field, value):

@@ -77,6 +77,8 @@ def _bounds(meta: dict[str, Any], whole: bool) -> str:
     noun = "a whole number" if whole else "a number"
     if low is not None and below is not None:
         return f"{noun} in [{low:g}, {below:g})"
+    if above is not None and below is not None:
+        return f"{noun} in ({above:g}, {below:g})"
     if above == 0 and not whole:
         return "a positive number"
     if low is not None:

@@ -41,6 +41,11 @@ class ControllerConfig:
     or 0.999 over thousands of controller steps, the PyTorch port carpedm20/ENAS-pytorch 0.95. We take 0.95:
     the baseline averages over ~1/(1-d) = 20 children, so it keeps up with a policy that improves within the
     few hundred children of a laptop search (0.999 would still mostly remember its first reward)."""
+    risk_seeking: float | None = setting(None, above=0, below=1, none_means="for the moving average")
+    """eps of risk-seeking policy gradient (Petersen et al. 2021, "Deep Symbolic Regression": eps 0.05 of batches of
+    1,000): the baseline is the (1 - eps) quantile of the last 1/(1 - baseline_decay) rewards, and only a child
+    above it teaches (the others' advantage is 0), so the controller raises its best children rather than its
+    average (nas.search.reinforce, "Risk-seeking"). None (the default): the moving-average baseline."""
     reward: str = setting("c/ppl^2", choices=REWARDS)
     """Reward shape: "c/ppl^2" (Zoph & Le 2017) or "c/ppl" (ENAS), of validation perplexity."""
     reward_constant: float = setting(80.0, above=0)

@@ -22,6 +22,12 @@ above 0.1% of the baseline, sets ``s``; until then the advantage is its sign), c
 +-:data:`ADVANTAGE_CLIP`, which makes the update independent of the reward's scale (c/ppl^2 is ~0.1-1 at character
 level, 1e-3-1e-2 at word level) without letting one child dominate while the scale is still uncertain.
 
+Risk-seeking. With ``risk_seeking`` = eps, a key's baseline is instead the (1 - eps) quantile of its last
+``round(1 / (1 - d))`` rewards (the moving average's horizon; linear interpolation), and only a child above it
+teaches: its advantage is ``R - quantile`` (normalized as above), every other child's is 0 (Petersen et al. 2021,
+"Deep Symbolic Regression", risk-seeking policy gradient: the search keeps its best child, so the controller should
+raise its best rewards, not its average). The first reward of a key meets an empty window: advantage 0.
+
 Update. :func:`reinforce_step` minimises, averaged over the children of the batch,
 ``-(R - b) * log pi(a) - entropy_weight * H(pi)``, where ``log pi(a)`` and the entropy are recomputed by
 :meth:`Controller.evaluate_many` (teacher forcing) under the newest weights, since children may come from
@@ -121,40 +127,77 @@ def baseline_key(status: str, fidelity: int) -> str:
     return str(fidelity) if status == "stopped" else FINAL
 
 
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (not empty), interpolating linearly between order statistics (numpy's
+    default)."""
+    ordered = sorted(values)
+    at = q * (len(ordered) - 1)
+    low = math.floor(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (at - low) * (ordered[high] - ordered[low])
+
+
 @dataclass
 class Baselines:
-    """One :class:`EMABaseline` per fidelity key, and with ``normalize`` one moving scale per key."""
+    """One :class:`EMABaseline` per fidelity key (or, with ``risk``, one window of recent rewards per key: the module
+    docstring's "Risk-seeking"), and with ``normalize`` one moving scale per key."""
 
     decay: float
     normalize: bool = False
     means: dict[str, EMABaseline] = field(default_factory=dict)
     scales: dict[str, float] = field(default_factory=dict)
     """Moving average of the squared deviation ``(R - b)^2`` per key."""
+    risk: float | None = None
+    """eps of risk-seeking: the baseline is the (1 - eps) quantile of the key's window; None: the moving average."""
+    windows: dict[str, list[float]] = field(default_factory=dict)
+    """The last ``round(1 / (1 - decay))`` rewards per key (risk-seeking only)."""
 
     def update(self, reward: float, key: str = FINAL) -> tuple[float, float]:
-        """(baseline before ``reward``, advantage) in ``key``'s fidelity; then both averages move."""
-        mean = self.means.setdefault(key, EMABaseline(self.decay))
-        first = mean.value is None
-        before, advantage = mean.update(reward)
-        if not self.normalize:
-            return before, advantage
+        """(baseline before ``reward``, advantage) in ``key``'s fidelity; then the baseline and the scale move."""
+        if self.risk is None:
+            mean = self.means.setdefault(key, EMABaseline(self.decay))
+            first = mean.value is None
+            before, advantage = mean.update(reward)
+        else:
+            first, before, advantage = self._quantile_update(float(reward), key)
+        if self.normalize:
+            advantage = self._normalized(key, first, before, advantage)
+        return before, (advantage if self.risk is None else max(advantage, 0.0))
+
+    def _quantile_update(self, reward: float, key: str) -> tuple[bool, float, float]:
+        """(first reward of the key, the window's (1 - risk) quantile before ``reward``, their difference); then
+        ``reward`` joins the window and the oldest leaves once it is full."""
+        if not math.isfinite(reward):
+            raise ValueError(f"reward: {reward!r} is not finite; map broken children to 0.0 with reward_of")
+        window = self.windows.setdefault(key, [])
+        first = not window
+        before = reward if first else quantile(window, 1 - self.risk)
+        window.append(reward)
+        del window[:-max(2, round(1 / (1 - self.decay)))]
+        return first, before, reward - before
+
+    def _normalized(self, key: str, first: bool, before: float, advantage: float) -> float:
+        """``advantage`` over the key's moving scale, clipped; its sign only while the scale is not yet set."""
         squared, floor = advantage * advantage, (NEGLIGIBLE * abs(before)) ** 2 + 1e-300
         scale = self.scales.get(key)
         if scale is None:  # no scale yet: the sign only; the first deviation that is not negligible sets it
             if not first and squared > floor:
                 self.scales[key] = squared
-            return before, (math.copysign(1.0, advantage) if squared > floor else 0.0)
+            return math.copysign(1.0, advantage) if squared > floor else 0.0
         self.scales[key] = self.decay * scale + (1 - self.decay) * squared
-        return before, max(-ADVANTAGE_CLIP, min(ADVANTAGE_CLIP, advantage / math.sqrt(scale)))
+        return max(-ADVANTAGE_CLIP, min(ADVANTAGE_CLIP, advantage / math.sqrt(scale)))
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "normalize": self.normalize,
-                "means": {k: b.value for k, b in self.means.items()}, "scales": dict(self.scales)}
+                "means": {k: b.value for k, b in self.means.items()}, "scales": dict(self.scales),
+                "risk": self.risk, "windows": {k: list(w) for k, w in self.windows.items()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.decay, self.normalize = state["decay"], state["normalize"]
         self.means = {k: EMABaseline(self.decay, v) for k, v in state["means"].items()}
         self.scales = dict(state["scales"])
+        self.risk = state.get("risk")  # states saved before risk-seeking existed have neither
+        self.windows = {k: list(w) for k, w in state.get("windows", {}).items()}
 
 
 @dataclass

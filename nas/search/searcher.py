@@ -273,7 +273,7 @@ class ControllerSearcher(NasSearcher):
         torch.manual_seed(seed)  # controller init
         self.controller = Controller(space.decisions, config)
         self.optimizer = make_optimizer(self.controller, config)
-        self.baselines = Baselines(config.baseline_decay, config.normalize_advantage)
+        self.baselines = Baselines(config.baseline_decay, config.normalize_advantage, risk=config.risk_seeking)
         self.generator = torch.Generator().manual_seed(seed)
         self.pending: list[tuple[str, list[int], float, str]] = []  # finished children not yet learned from
         self.elite = Elite(config.elite_size)  # the best children so far, imitated at every update
