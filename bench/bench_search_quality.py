@@ -17,9 +17,9 @@ by seed, against random search:
   entropy over its first and last 10 updates.
 
 Seeds: settings are chosen on ``TUNING_SEEDS`` (``--seeds tuning``, the first five; pilots) and reported on
-``REPORTING_SEEDS`` (``--seeds reporting``, 100-109), which no pilot uses; ``--seeds replication`` (110-119, also
-reporting seeds) repeats a headline on ten seeds no earlier run has seen. A seed list may not mix tuning and
-reporting seeds.
+``REPORTING_SEEDS`` (``--seeds reporting``, 100-109), which no pilot uses; ``--seeds replication`` (110-119) and
+``--seeds confirmation`` (120-129), also reporting seeds, repeat a headline on ten seeds no earlier run has seen. A
+seed list may not mix tuning and reporting seeds.
 
 Writes ``runs.csv`` (every run's best-so-far curve), ``paired.csv`` (per setting and seed: gains, time to target),
 ``summary.csv``, ``quality.png`` (the curves by children and by compute seconds, mean ± std bands,
@@ -34,9 +34,11 @@ overrides). The last line is the summary, e.g. (figures invented for the format)
 
 Children are small so that 3 settings x 10 seeds x 150 children fit in about an hour on 2 CPU cores: base-8
 cells, 1 layer, hidden 32 or 64, dropout 0 or 0.1 (the searched layer choices), batch 32, BPTT 35, 60 training
-batches, 5,000 validation tokens, Tiny Shakespeare at character level.
+batches, 5,000 validation tokens, Tiny Shakespeare at character level. ``--budget default`` trains them instead
+for the default ``nas search``'s child budget (200 batches, 20,000 validation tokens: ``SearchConfig().budget``,
+chosen by the proxy study, ``bench_proxy.py``), about three times the compute.
 
-Usage: ``python bench/bench_search_quality.py [--children 150] [--seeds tuning|reporting|0,1,2]
+Usage: ``python bench/bench_search_quality.py [--children 150] [--seeds tuning|reporting|0,1,2] [--budget default]
 [--settings default,random,...] [--out DIR] [--dataset DIR --level word] [--force-reuse]``
 """
 
@@ -67,9 +69,10 @@ from nas.search import ray_session  # noqa: E402
 
 TUNING_SEEDS = tuple(range(10))
 """Seeds pilots choose settings on (0-2 were the 2026-11-27 pilots' seeds)."""
-REPORTING_SEEDS = tuple(range(100, 120))
+REPORTING_SEEDS = tuple(range(100, 130))
 """Seeds the headline is reported on; no pilot uses them. 100-109 (``reporting``) carried the 2026-12-03 headline and
-two confirmations; 110-119 (``replication``) are for a headline repeated on seeds none of those runs saw."""
+two confirmations; 110-119 (``replication``) its repetition on 2026-12-07; 120-129 (``confirmation``) are for a
+headline repeated on seeds none of those runs saw."""
 
 CHILD = {
     "space": {"base": 8, "layers": {"num_layers": [1], "hidden_size": [32, 64], "dropout": [0.0, 0.1]}},
@@ -78,6 +81,11 @@ CHILD = {
     "budget": {"epochs": 1, "max_batches": 60, "max_eval_tokens": 5000},
 }
 """The children every setting trains (recorded in RESULTS.md with each run)."""
+
+BUDGETS = {"short": CHILD["budget"],
+           "default": {**CHILD["budget"], "max_batches": SearchConfig().budget.max_batches,
+                       "max_eval_tokens": SearchConfig().budget.max_eval_tokens}}
+"""``--budget``: the children's training and validation budget (``default``: the default ``nas search``'s)."""
 
 OLD_CONTROLLER = {"lr": 6e-4, "share_heads": True, "normalize_advantage": False, "entropy_weight": 1e-4,
                   "temperature": 5.0, "tanh_constant": 2.5}
@@ -102,11 +110,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def config_dict_for(setting: str, seed: int, children: int, root: Path, data: dict[str, Any],
-                    concurrency: int) -> dict[str, Any]:
-    """The TOML-shaped settings of one setting's search on one seed."""
+                    concurrency: int, budget: str = "short") -> dict[str, Any]:
+    """The TOML-shaped settings of one setting's search on one seed, its children trained for ``BUDGETS[budget]``."""
     over = copy.deepcopy(SETTINGS[setting])
     d: dict[str, Any] = {**copy.deepcopy(CHILD), "name": f"{setting}-s{seed}", "trials": children, "seed": seed,
                          "concurrency": concurrency, "results_dir": str(root), "data": data}
+    d["budget"] = copy.deepcopy(BUDGETS[budget])
     default = SearchConfig()
     if over.pop("toggle_scheduler", False):
         d["scheduler"] = {"kind": "none" if default.scheduler.kind == "asha" else "asha"}
@@ -118,9 +127,9 @@ def config_dict_for(setting: str, seed: int, children: int, root: Path, data: di
 
 
 def config_for(setting: str, seed: int, children: int, root: Path, data: dict[str, Any],
-               concurrency: int) -> SearchConfig:
+               concurrency: int, budget: str = "short") -> SearchConfig:
     """The search of one setting and seed."""
-    return config_from_dict(config_dict_for(setting, seed, children, root, data, concurrency))
+    return config_from_dict(config_dict_for(setting, seed, children, root, data, concurrency, budget))
 
 
 def run_once(d: dict[str, Any], force_reuse: bool = False) -> tuple[pd.DataFrame, list[dict], float]:
@@ -161,19 +170,20 @@ def fmt(m: float, s: float) -> str:
 
 
 def parse_seeds(text: str) -> tuple[str, list[int]]:
-    """``tuning`` (the first five tuning seeds), ``reporting`` (100-109), ``replication`` (110-119) or a
-    comma-separated list; returns (the kind of seeds, the seeds). A list may not mix tuning and reporting seeds."""
+    """``tuning`` (the first five tuning seeds), ``reporting`` (100-109), ``replication`` (110-119),
+    ``confirmation`` (120-129) or a comma-separated list; returns (the kind of seeds, the seeds). A list may not mix
+    tuning and reporting seeds."""
     if text == "tuning":
         return "tuning", list(TUNING_SEEDS[:5])
-    if text == "reporting":
-        return "reporting", list(REPORTING_SEEDS[:10])
-    if text == "replication":
-        return "reporting", list(REPORTING_SEEDS[10:])
+    named = {"reporting": REPORTING_SEEDS[:10], "replication": REPORTING_SEEDS[10:20],
+             "confirmation": REPORTING_SEEDS[20:30]}
+    if text in named:
+        return "reporting", list(named[text])
     try:
         seeds = [int(x) for x in text.split(",")]
     except ValueError:
-        raise ValueError(f"--seeds {text!r}: give tuning, reporting, replication or comma-separated whole "
-                         "numbers") from None
+        raise ValueError(f"--seeds {text!r}: give tuning, reporting, replication, confirmation or comma-separated "
+                         "whole numbers") from None
     reporting = [x for x in seeds if x in REPORTING_SEEDS]
     if reporting and len(reporting) != len(seeds):
         raise ValueError(f"--seeds {text!r} mixes reporting seeds ({', '.join(map(str, reporting))}) with others; "
@@ -224,8 +234,11 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--children", type=int, default=150, help="children per run")
-    p.add_argument("--seeds", default="tuning", help="tuning (seeds 0-4), reporting (100-109), replication (110-119) "
-                                                     "or a comma-separated list (each setting runs once per seed)")
+    p.add_argument("--seeds", default="tuning", help="tuning (seeds 0-4), reporting (100-109), replication (110-119), "
+                                                     "confirmation (120-129) or a comma-separated list (each setting "
+                                                     "runs once per seed)")
+    p.add_argument("--budget", default="short", choices=sorted(BUDGETS),
+                   help="the children's budget: short (60 batches) or default (the default nas search's)")
     p.add_argument("--settings", default="default,random,evolution",
                    help=f"comma-separated, from {', '.join(SETTINGS)}")
     p.add_argument("--define", action="append", default=[], metavar="NAME=JSON",
@@ -267,13 +280,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     commit, dirty = provenance.git_commit()
     print(f"ray {ray.__version__}, {cpus} CPUs; {len(settings)} settings x {kind} seeds {seeds} x {args.children} "
           f"children; code {provenance.source_hash()} (commit {commit[:10]}{', dirty' if dirty else ''}); "
-          f"children: {json.dumps(CHILD)}", flush=True)
+          f"children: {json.dumps({**CHILD, 'budget': BUDGETS[args.budget]})}", flush=True)
     curves: dict[str, dict[int, pd.DataFrame]] = {s: {} for s in settings}
     entropy: dict[str, list[tuple[float, float]]] = {s: [] for s in settings}
     started = time.time()
     for seed in seeds:  # seed-major: an interrupted benchmark has every setting for the seeds it finished
         for setting in settings:
-            d = config_dict_for(setting, seed, args.children, out / "runs", data, args.concurrency)
+            d = config_dict_for(setting, seed, args.children, out / "runs", data, args.concurrency, args.budget)
             curve, steps, wall = run_once(d, args.force_reuse)
             curves[setting][seed] = curve
             if steps:

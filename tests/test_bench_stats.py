@@ -78,6 +78,7 @@ def test_seed_sets_never_mix():
     assert bsq.parse_seeds("tuning") == ("tuning", [0, 1, 2, 3, 4])
     assert bsq.parse_seeds("reporting") == ("reporting", list(range(100, 110)))
     assert bsq.parse_seeds("replication") == ("reporting", list(range(110, 120)))
+    assert bsq.parse_seeds("confirmation") == ("reporting", list(range(120, 130)))
     assert bsq.parse_seeds("110,111") == ("reporting", [110, 111])
     assert bsq.parse_seeds("3,4") == ("tuning", [3, 4])
     assert not set(bsq.TUNING_SEEDS) & set(bsq.REPORTING_SEEDS)
@@ -124,3 +125,13 @@ def test_the_reference_setting_must_be_run_and_successive_halving_pairs_with_its
     assert (a.algo, b.algo) == ("reinforce", "random")
     assert a.budget == b.budget and a.scheduler == b.scheduler  # the same children and rungs, only the algorithm
     assert a.budget.max_batches == 540 and a.scheduler.rungs(540) == (60, 180)
+
+
+def test_the_default_budget_trains_children_like_the_default_search():
+    short, default = (bsq.config_for("random", 0, 150, Path("/tmp/unused"), {"dataset": "shakespeare"}, 2, budget)
+                      for budget in ("short", "default"))
+    shipped = bsq.SearchConfig().budget
+    assert (short.budget.max_batches, short.budget.max_eval_tokens) == (60, 5000)
+    assert (default.budget.max_batches, default.budget.max_eval_tokens) == (shipped.max_batches,
+                                                                            shipped.max_eval_tokens)
+    assert default.space == short.space and default.train == short.train  # only the budget differs
