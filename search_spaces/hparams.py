@@ -16,6 +16,9 @@ from search_spaces.cell import Decision
 
 Value = int | float | str | bool
 
+LAYER_KIND = "hp."
+"""The prefix of a layer hyperparameter decision's name and kind (``hp.hidden_size``): what tells it from a cell's."""
+
 
 def _check_value(field: str, v: Any) -> None:
     if not isinstance(v, (int, float, str, bool)):
@@ -98,7 +101,7 @@ class LayerSpace:
     @property
     def decisions(self) -> tuple[Decision, ...]:
         """One decision per hyperparameter; each is its own kind, so each gets its own controller head."""
-        return tuple(Decision(f"hp.{name}", f"hp.{name}", vals) for name, vals in self.choices)
+        return tuple(Decision(f"{LAYER_KIND}{name}", f"{LAYER_KIND}{name}", vals) for name, vals in self.choices)
 
     def check(self, hp: HParams) -> None:
         """Raise ValueError unless ``hp`` picks one allowed value for exactly this space's names."""
