@@ -117,6 +117,32 @@ def test_actions_are_in_range_and_decode_to_a_child():
     assert all(0 <= a < d.size for a, d in zip(greedy, SPACE.decisions))
 
 
+def test_the_layer_floor_keeps_every_layer_value_possible_and_leaves_cells_alone():
+    floored, plain = make_controller(layer_floor=0.5), make_controller()
+    layer = [i for i, d in enumerate(SPACE.decisions) if d.kind.startswith("hp.")]
+    assert len(layer) == 2
+    with torch.no_grad():  # both policies all but sure of each layer hyperparameter's first value
+        for c in (floored, plain):
+            for i in layer:
+                head = c.heads[c.kinds.index(SPACE.decisions[i].name)]
+                head.bias.fill_(0.0)
+                head.bias[0] = 100.0
+    actions = plain.sample(torch.Generator().manual_seed(0)).actions
+    for i in layer:
+        actions[i] = SPACE.decisions[i].size - 1  # a value the softmax all but rules out
+    steps, _ = manual_scores(plain, actions)
+    expected = [math.log(0.5 * math.exp(lp) + 0.5 / d.size) if i in layer else lp
+                for i, (lp, d) in enumerate(zip(steps, SPACE.decisions))]
+    assert all(math.exp(steps[i]) < 0.1 and math.exp(expected[i]) >= 0.5 / SPACE.decisions[i].size for i in layer)
+    log_prob, _ = floored.evaluate(actions)
+    assert log_prob.item() == pytest.approx(sum(expected), abs=1e-4)  # cell steps as before, layer steps floored
+    draws = floored.sample_many(torch.Generator().manual_seed(1), 400)
+    assert all(torch.allclose(floored.evaluate(d.actions)[0], d.log_prob, atol=1e-5) for d in draws[:5])
+    last = layer[0]
+    share = sum(d.actions[last] == SPACE.decisions[last].size - 1 for d in draws) / len(draws)
+    assert share > 0.2  # the floor alone gives 0.25; the unfloored policy would give about 0.08
+
+
 def test_heads_and_embeddings_are_shared_per_kind():
     c = make_controller(share_heads=True)
     kinds = {d.kind for d in SPACE.decisions}
@@ -357,7 +383,7 @@ def test_per_decision_heads_learn_from_one_child_per_update(cfg, target_seed):
         ("entropy_weight", -1e-4), ("lr", math.nan), ("baseline_decay", 1.0), ("baseline_decay", -0.1),
         ("reward", "1/ppl"), ("reward_constant", 0), ("grad_clip", math.inf), ("update_every", 0),
         ("init_range", 0.0), ("lstm_layers", True), ("elite_size", -1), ("elite_weight", -0.5),
-        ("risk_seeking", 0.0), ("risk_seeking", 1.0),
+        ("risk_seeking", 0.0), ("risk_seeking", 1.0), ("layer_floor", -0.1), ("layer_floor", 1.0),
     ],
 )
 def test_config_rejects_bad_values(field, value):

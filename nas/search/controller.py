@@ -4,7 +4,8 @@ At step t the LSTM reads the embedding of decision t-1's action (a learned start
 softmax head of decision t's *kind* turns its top hidden state into a distribution over that decision's
 choices. Decisions of one kind (every node's "comb", every node's "act", both "node" indices) share a head and
 an embedding table; each layer hyperparameter is its own kind. Logits may be shaped as ENAS does:
-``tanh_constant * tanh(logits / temperature)``.
+``tanh_constant * tanh(logits / temperature)``. With ``layer_floor`` f, a layer hyperparameter's distribution is
+``(1 - f) * softmax + f / K``, and its log-probability is that mixture's.
 
 :meth:`Controller.sample` draws actions from an explicit ``torch.Generator`` and returns them with their
 summed log-probability and entropy (both differentiable). :meth:`Controller.evaluate` (one action list) and
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 from nas.search.controller_config import ControllerConfig
 from search_spaces.cell import Decision
+from search_spaces.hparams import LAYER_KIND
 
 
 class Sample(NamedTuple):
@@ -66,6 +68,8 @@ class Controller(nn.Module):
                 )
         self.kinds: tuple[str, ...] = tuple(kinds)
         self._kind_index: tuple[int, ...] = tuple(kinds.index(kind_of(d)) for d in self.decisions)
+        self._floor: tuple[float, ...] = tuple(config.layer_floor if d.kind.startswith(LAYER_KIND) else 0.0
+                                               for d in self.decisions)
         units = config.lstm_units
         self.start = nn.Parameter(torch.zeros(1, units))  # (1, H): the input of the first step
         self.lstm = nn.ModuleList(nn.LSTMCell(units, units) for _ in range(config.lstm_layers))
@@ -99,6 +103,8 @@ class Controller(nn.Module):
                 x = state[layer][0]  # (B, H)
             logits = self.shape_logits(self.heads[k](x))  # (B, K)
             log_p = torch.log_softmax(logits, dim=-1)  # (B, K)
+            if self._floor[t] > 0:  # a layer decision's floored mixture
+                log_p = ((1 - self._floor[t]) * log_p.exp() + self._floor[t] / log_p.shape[-1]).log()
             p = log_p.exp()  # (B, K)
             if actions is not None:
                 a = actions[:, t]  # (B,)

@@ -79,6 +79,13 @@ class ControllerConfig:
     update almost pure imitation; Abolafia et al. 2018 train on the queue alone). Unused when elite_size is 0.
     Measured here (bench/RESULTS.md, 2026-12-07 pilot, K 10, 3 tuning seeds): weight 1 -0.25 against random
     search at equal work, 0.2 -0.82, the default without an elite +0.34."""
+    layer_floor: float = setting(0.0, low=0, below=1)
+    """f: each layer hyperparameter (hidden size, layers, dropout) is drawn from (1 - f) * the controller's softmax +
+    f * uniform, so each of its K values keeps a probability of at least f / K however the policy moves; the log-prob
+    REINFORCE differentiates is this mixture's, so the update stays on-policy. Cell decisions are not floored. Why:
+    REINFORCE raises the mean reward, and a layer choice can leave the mean alone while moving the best children
+    (bench/RESULTS.md, 2026-12-07: random children's mean reward was equal at hidden 32 and 64, the best ones were at
+    64), so without a floor noise settles it. 0 (the default) disables it."""
     init_range: float = setting(0.1, above=0)
     """Weights are initialised uniformly in [-init_range, init_range] (ENAS: 0.1; Zoph & Le 2017 use 0.08)."""
     share_heads: bool = setting(False)
