@@ -85,7 +85,8 @@ class ControllerConfig:
     REINFORCE differentiates is this mixture's, so the update stays on-policy. Cell decisions are not floored. Why:
     REINFORCE raises the mean reward, and a layer choice can leave the mean alone while moving the best children
     (bench/RESULTS.md, 2026-12-07: random children's mean reward was equal at hidden 32 and 64, the best ones were at
-    64), so without a floor noise settles it. 0 (the default) disables it."""
+    64), so without a floor noise settles it. 0 (the default) disables it: f = 0.5 measured no better than the
+    default (bench/RESULTS.md, 2026-12-07 second session, tuning seeds 0-4: -0.11 [-0.41, +0.19] at equal work)."""
     init_range: float = setting(0.1, above=0)
     """Weights are initialised uniformly in [-init_range, init_range] (ENAS: 0.1; Zoph & Le 2017 use 0.08)."""
     share_heads: bool = setting(False)
