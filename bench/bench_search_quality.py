@@ -82,9 +82,10 @@ CHILD = {
 }
 """The children every setting trains (recorded in RESULTS.md with each run)."""
 
+_SHIPPED = SearchConfig().budget
 BUDGETS = {"short": CHILD["budget"],
-           "default": {**CHILD["budget"], "max_batches": SearchConfig().budget.max_batches,
-                       "max_eval_tokens": SearchConfig().budget.max_eval_tokens}}
+           "default": {**CHILD["budget"], "max_batches": _SHIPPED.max_batches,
+                       "max_eval_tokens": _SHIPPED.max_eval_tokens}}
 """``--budget``: the children's training and validation budget (``default``: the default ``nas search``'s)."""
 
 OLD_CONTROLLER = {"lr": 6e-4, "share_heads": True, "normalize_advantage": False, "entropy_weight": 1e-4,

@@ -24,7 +24,7 @@ from nas.search.reinforce import (
     reward_of,
 )
 from search_spaces.cell import CellSpace, Decision
-from search_spaces.hparams import LayerSpace
+from search_spaces.hparams import LAYER_KIND, LayerSpace
 from search_spaces.space import SearchSpace
 
 SPACE = SearchSpace(cell=CellSpace(8), layers=LayerSpace.of({"num_layers": [1, 2], "dropout": [0.0, 0.1, 0.3]}))
@@ -119,7 +119,7 @@ def test_actions_are_in_range_and_decode_to_a_child():
 
 def test_the_layer_floor_keeps_every_layer_value_possible_and_leaves_cells_alone():
     floored, plain = make_controller(layer_floor=0.5), make_controller()
-    layer = [i for i, d in enumerate(SPACE.decisions) if d.kind.startswith("hp.")]
+    layer = [i for i, d in enumerate(SPACE.decisions) if d.kind.startswith(LAYER_KIND)]
     assert len(layer) == 2
     with torch.no_grad():  # both policies all but sure of each layer hyperparameter's first value
         for c in (floored, plain):
