@@ -21,14 +21,18 @@
 3. **Two LSTMs** (``torch.nn.LSTM`` through the same model and loop) with the searched winner's layers and
    dropout: one at the hidden size whose parameter count matches the winner's (``--match-params``), one at the
    winner's hidden size; same recipe and seeds.
+4. ``--known NAME`` (repeatable; e.g. ``nascell``, Zoph & Le's published cell of this very space): that cell with
+   the searched winner's layers, hidden size and dropout (a base-8 cell has the winner's parameter count), same
+   recipe and seeds: whether a cell of the space that a far larger search found beats the matched LSTM here.
 
 Reported: test perplexity (and bits per token) mean ± std over seeds for every source; the paired differences
 (the other's test perplexity minus the searched winner's on the same training seed: positive means the searched
 cell is better) with a 95% t interval over seeds (:mod:`paired`); whether each beats the seed-to-seed std of both
 (the target); Kendall's tau between each search's order of its top 3 and the retrained order. Winners are chosen
 on validation perplexity and scored on test, so the two searches' winners are a best of three and the LSTMs are not;
-every retrained child's row is in the table too. The search itself is one draw per algorithm (one search seed);
-the intervals are over training seeds, so they say how sure the retrained comparison is for *these* two searches.
+every retrained child's row is in the table too. A known cell is compared with the matched LSTM as well (the LSTM's
+test perplexity minus the cell's). The search itself is one draw per algorithm (one search seed); the intervals are
+over training seeds, so they say how sure the retrained comparison is for *these* two searches.
 
 Writes, under ``--out``: ``searches/`` (the two results folders), ``train/<source>/seed<S>/`` (one ``nas train``
 folder per training), ``table.csv``, ``differences.csv``, ``table.md``, ``end_to_end.png`` and ``provenance.json``
@@ -39,7 +43,8 @@ Trainings run ``--workers`` (2) at a time, one thread each. The last line is the
 ci95=[…,…] searched_vs_random_winner=… ci95=[…,…]
 
 Usage: ``python bench/bench_end_to_end.py [--children 200] [--random-children N] [--epochs 3] [--seeds 3]
-[--out bench/end_to_end] [--dataset ptb --data-dir DIR] [--stop-after SECONDS] [--report] [--force-reuse]``
+[--known nascell] [--out bench/end_to_end] [--dataset ptb --data-dir DIR] [--stop-after SECONDS] [--report]
+[--force-reuse]``
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ SEARCHES = {"searched": "reinforce", "random": "random"}
 """Label -> algorithm of the two searches (the default algorithm and the random baseline)."""
 TOP = 3
 LSTM = "torch-lstm"
+KNOWN = "known-"
+"""Source-name prefix of a known cell retrained with the searched winner's layers (``--known``)."""
 
 
 # ---- what to train -------------------------------------------------------------------------------------------------
@@ -142,6 +149,11 @@ def lstm_specs(winner: ChildSpec, search: dict[str, Any]) -> dict[str, ChildSpec
     hidden = matched_hidden_size(parameter_count(winner, cfg, vocab), lstm, lstm_cfg, vocab)
     matched = ChildSpec(known_cell("lstm"), HParams.of({**winner.hparams.as_dict(), "hidden_size": hidden}))
     return {f"{LSTM}-matched": matched, f"{LSTM}-same-hidden": lstm}
+
+
+def known_specs(winner: ChildSpec, names: list[str]) -> dict[str, ChildSpec]:
+    """Each named known cell with the winner's layer hyperparameters, by source name."""
+    return {f"{KNOWN}{name}": ChildSpec(known_cell(name), winner.hparams) for name in names}
 
 
 # ---- running -------------------------------------------------------------------------------------------------------
@@ -276,7 +288,7 @@ def spent_line(searches: dict[str, dict[str, float]]) -> str:
 
 def report(out: Path, tops: dict[str, list[dict[str, Any]]], winners: dict[str, dict[str, Any] | None],
            lstms: dict[str, ChildSpec], runs: dict[tuple[str, int], dict[str, Any]], seeds: list[int],
-           level: str, searches: dict[str, dict[str, float]]) -> str:
+           level: str, searches: dict[str, dict[str, float]], known: dict[str, ChildSpec] | None = None) -> str:
     import pandas as pd
 
     rows = []
@@ -284,7 +296,7 @@ def report(out: Path, tops: dict[str, list[dict[str, Any]]], winners: dict[str, 
     for label in SEARCHES:
         for child in tops.get(label, []):
             roles[child["source"]] = (f"{label} rank {child['rank']}", child)
-    for source, spec in lstms.items():
+    for source, spec in (lstms | (known or {})).items():
         roles[source] = (source, {"spec": spec.to_json(), "search_val_ppl": math.nan})
     for source, (role, child) in roles.items():
         vals = test_values(runs, source, seeds)
@@ -329,6 +341,10 @@ def report(out: Path, tops: dict[str, list[dict[str, Any]]], winners: dict[str, 
     lines += ["", "| searched winner vs | mean difference (other - searched) [95% CI] | beats both seed stds |",
               "|---|---|---|"]
     lines += [f"| {d['vs']} | {d['text']} | {'yes' if d['beats_seed_std_of_both'] else 'no'} |" for d in diffs]
+    for source in known or {}:  # a known cell against the matched LSTM: positive means the known cell is better
+        d = [m - k for m, k in zip(series.get("lstm_matched", []), test_values(runs, source, seeds))]
+        if d and all(math.isfinite(x) for x in d):
+            lines.append(f"\n{source} vs torch-lstm-matched (LSTM minus cell): {stats.paired(d).text(3)}")
     for label in SEARCHES:
         top = [c for c in tops.get(label, []) if all((c["source"], s) in runs for s in seeds)]
         if len(top) >= 2:
@@ -392,6 +408,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--level", default="auto")
     p.add_argument("--search-overrides", default="{}", help="JSON merged into both searches' settings")
+    p.add_argument("--known", action="append", default=[], metavar="NAME",
+                   help="also retrain this known cell with the searched winner's layers (repeatable; e.g. nascell)")
     p.add_argument("--out", default="bench/end_to_end")
     p.add_argument("--stop-after", type=float, default=math.inf, help="start no new training after this many seconds")
     p.add_argument("--report", action="store_true", help="only print the table of what is done")
@@ -404,13 +422,19 @@ def main(argv: list[str] | None = None) -> str:
         p.error(f"--search-overrides: not JSON ({e})")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    for name in args.known:
+        try:
+            known_cell(name)
+        except ValueError as e:
+            p.error(f"--known: {e}")
     data = {"dataset": args.dataset, "level": args.level, **({"data_dir": args.data_dir} if args.data_dir else {})}
     seeds = list(range(args.seeds))
     if args.random_children is None:
         args.random_children = args.children
     settings = {"children": args.children, "random_children": args.random_children, "search_seed": args.search_seed,
                 "epochs": args.epochs, "seeds": seeds,
-                "data": data, "overrides": overrides, "top": TOP, "concurrency": args.concurrency}
+                "data": data, "overrides": overrides, "top": TOP, "concurrency": args.concurrency,
+                **({"known": args.known} if args.known else {})}
     record = provenance.provenance(settings, extra=("bench/bench_end_to_end.py",))
     stamp = out / provenance.PROVENANCE_FILE
     if (out / "train").exists() or (out / "searches").exists():
@@ -441,12 +465,15 @@ def main(argv: list[str] | None = None) -> str:
     runs = train_all(jobs, args.workers, deadline)
     winners = {label: winner_of(label, tops.get(label, []), runs, seeds) for label in SEARCHES}
     lstms: dict[str, ChildSpec] = {}
+    known: dict[str, ChildSpec] = {}
     if winners["searched"] is not None:
-        lstms = lstm_specs(ChildSpec.from_json(winners["searched"]["spec"]), searches["searched"])
-        lstm_jobs = [(source, spec.to_json(), searches["searched"], s, str(job_dir(out, source, s)))
-                     for s in seeds for source, spec in lstms.items()]
-        runs |= train_all(lstm_jobs, args.workers, deadline)
-    text = report(out, tops, winners, lstms, runs, seeds, level, searches_spent)
+        winner = ChildSpec.from_json(winners["searched"]["spec"])
+        lstms = lstm_specs(winner, searches["searched"])
+        known = known_specs(winner, args.known)
+        more = [(source, spec.to_json(), searches["searched"], s, str(job_dir(out, source, s)))
+                for s in seeds for source, spec in (lstms | known).items()]
+        runs |= train_all(more, args.workers, deadline)
+    text = report(out, tops, winners, lstms, runs, seeds, level, searches_spent, known)
     print(text)
     return text
 

@@ -1,5 +1,6 @@
-"""bench/bench_end_to_end.py on a tiny corpus: two real searches, every top-3 child and both LSTMs retrained per
-seed, the table and its summary line; a second call trains nothing; other settings in the same folder are refused."""
+"""bench/bench_end_to_end.py on a tiny corpus: two real searches, every top-3 child, both LSTMs and a known cell
+retrained per seed, the table and its summary line; a second call trains nothing; other settings in the same folder
+are refused."""
 
 import json
 import math
@@ -21,7 +22,7 @@ TINY = {"space": {"layers": {"num_layers": [1], "hidden_size": [16, 24]}},
 
 def args(tmp_path: Path, corpus: Path, *extra: str) -> list[str]:
     return ["--out", str(tmp_path / "out"), "--dataset", str(corpus), "--children", "4", "--random-children", "8",
-            "--epochs", "1", "--seeds", "2", "--search-overrides", json.dumps(TINY), *extra]
+            "--epochs", "1", "--seeds", "2", "--search-overrides", json.dumps(TINY), "--known", "nascell", *extra]
 
 
 def test_end_to_end_bench(tmp_path, capsys):
@@ -34,7 +35,7 @@ def test_end_to_end_bench(tmp_path, capsys):
     table = pd.read_csv(out / "table.csv")
     sources = set(table["source"])
     assert {f"{s}-rank{r}" for s in ("searched", "random") for r in (1, 2, 3)} | {
-        "torch-lstm-matched", "torch-lstm-same-hidden"} == sources
+        "torch-lstm-matched", "torch-lstm-same-hidden", "known-nascell"} == sources
     assert (table["seeds"] == 2).all()  # every source trained on both seeds
     assert table["winner"].sum() == 2  # one per search
     winner = table[table["winner"] & table["source"].str.startswith("searched")].iloc[0]
@@ -43,6 +44,10 @@ def test_end_to_end_bench(tmp_path, capsys):
     assert same["hidden_size"] == winner["hidden_size"] and same["num_layers"] == winner["num_layers"]
     assert abs(matched["params"] - winner["params"]) / winner["params"] < 0.1  # parameter-matched
     assert matched["hidden_size"] > winner["hidden_size"]  # a base-8 cell has twice an LSTM's recurrent weights
+    known = table[table["source"] == "known-nascell"].iloc[0]  # Zoph & Le's cell with the winner's layers
+    same_layers = ["num_layers", "hidden_size", "dropout", "params"]  # dropout is NaN here: not a searched choice
+    assert known[same_layers].fillna(-1).tolist() == winner[same_layers].fillna(-1).tolist()
+    assert not known["winner"]
     # the paired differences are the other's test perplexity minus the searched winner's, seed by seed
     diffs = pd.read_csv(out / "differences.csv").set_index("vs")
     runs = {(d.parent.name, int(d.name[4:])): json.loads((d / "train.json").read_text())["runs"][-1]
@@ -51,6 +56,9 @@ def test_end_to_end_bench(tmp_path, capsys):
     expect = [runs[("torch-lstm-matched", s)]["test_ppl"] - runs[(w, s)]["test_ppl"] for s in (0, 1)]
     assert math.isclose(diffs.loc["lstm_matched", "mean"], sum(expect) / 2, rel_tol=1e-9)
     assert (out / "end_to_end.png").stat().st_size > 0
+    line = next(line for line in text.splitlines() if line.startswith("known-nascell vs torch-lstm-matched"))
+    expect = [runs[("torch-lstm-matched", s)]["test_ppl"] - runs[("known-nascell", s)]["test_ppl"] for s in (0, 1)]
+    assert f"{sum(expect) / 2:+.3f}" in line
     searches = next(line for line in text.splitlines() if line.startswith("searches: "))
     assert "searched 4 children" in searches and "random 8 children" in searches and "x the searched" in searches
     # random search spent more than the default, so its top 3 come from its first children within the default's work
@@ -63,6 +71,9 @@ def test_end_to_end_bench(tmp_path, capsys):
     with pytest.raises(SystemExit):
         e2e.main(args(tmp_path, corpus, "--epochs", "2"))  # other settings in the same folder
     assert "other settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        e2e.main(args(tmp_path, corpus, "--known", "gru"))  # not a known cell: one clear line, nothing trained
+    assert "--known: unknown cell name 'gru'; known cells: nascell, lstm, tanh_rnn" in capsys.readouterr().err
 
 
 def test_top_within_ranks_only_the_children_finished_within_the_work(tmp_path):
