@@ -17,9 +17,9 @@ by seed, against random search:
   entropy over its first and last 10 updates.
 
 Seeds: settings are chosen on ``TUNING_SEEDS`` (``--seeds tuning``, the first five; pilots) and reported on
-``REPORTING_SEEDS`` (``--seeds reporting``, 100-109), which no pilot uses; ``--seeds replication`` (110-119) and
-``--seeds confirmation`` (120-129), also reporting seeds, repeat a headline on ten seeds no earlier run has seen. A
-seed list may not mix tuning and reporting seeds.
+``REPORTING_SEEDS`` (``--seeds reporting``, 100-109), which no pilot uses; ``--seeds replication`` (110-119),
+``--seeds confirmation`` (120-129) and ``--seeds repeat`` (130-139), also reporting seeds, repeat a headline on ten
+seeds no earlier run has seen. A seed list may not mix tuning and reporting seeds.
 
 Writes ``runs.csv`` (every run's best-so-far curve), ``paired.csv`` (per setting and seed: gains, time to target),
 ``summary.csv``, ``quality.png`` (the curves by children and by compute seconds, mean ± std bands,
@@ -69,10 +69,11 @@ from nas.search import ray_session  # noqa: E402
 
 TUNING_SEEDS = tuple(range(10))
 """Seeds pilots choose settings on (0-2 were the 2026-11-27 pilots' seeds)."""
-REPORTING_SEEDS = tuple(range(100, 130))
+REPORTING_SEEDS = tuple(range(100, 140))
 """Seeds the headline is reported on; no pilot uses them. 100-109 (``reporting``) carried the 2026-12-03 headline and
 two confirmations; 110-119 (``replication``) its repetition on 2026-12-07; 120-129 (``confirmation``) are for a
-headline repeated on seeds none of those runs saw."""
+headline repeated on seeds none of those runs saw; 130-139 (``repeat``) for the default-budget headline repeated
+at the same settings."""
 
 CHILD = {
     "space": {"base": 8, "layers": {"num_layers": [1], "hidden_size": [32, 64], "dropout": [0.0, 0.1]}},
@@ -172,19 +173,19 @@ def fmt(m: float, s: float) -> str:
 
 def parse_seeds(text: str) -> tuple[str, list[int]]:
     """``tuning`` (the first five tuning seeds), ``reporting`` (100-109), ``replication`` (110-119),
-    ``confirmation`` (120-129) or a comma-separated list; returns (the kind of seeds, the seeds). A list may not mix
-    tuning and reporting seeds."""
+    ``confirmation`` (120-129), ``repeat`` (130-139) or a comma-separated list; returns (the kind of seeds, the
+    seeds). A list may not mix tuning and reporting seeds."""
     if text == "tuning":
         return "tuning", list(TUNING_SEEDS[:5])
     named = {"reporting": REPORTING_SEEDS[:10], "replication": REPORTING_SEEDS[10:20],
-             "confirmation": REPORTING_SEEDS[20:30]}
+             "confirmation": REPORTING_SEEDS[20:30], "repeat": REPORTING_SEEDS[30:40]}
     if text in named:
         return "reporting", list(named[text])
     try:
         seeds = [int(x) for x in text.split(",")]
     except ValueError:
-        raise ValueError(f"--seeds {text!r}: give tuning, reporting, replication, confirmation or comma-separated "
-                         "whole numbers") from None
+        raise ValueError(f"--seeds {text!r}: give tuning, reporting, replication, confirmation, repeat or "
+                         "comma-separated whole numbers") from None
     reporting = [x for x in seeds if x in REPORTING_SEEDS]
     if reporting and len(reporting) != len(seeds):
         raise ValueError(f"--seeds {text!r} mixes reporting seeds ({', '.join(map(str, reporting))}) with others; "
@@ -236,8 +237,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--children", type=int, default=150, help="children per run")
     p.add_argument("--seeds", default="tuning", help="tuning (seeds 0-4), reporting (100-109), replication (110-119), "
-                                                     "confirmation (120-129) or a comma-separated list (each setting "
-                                                     "runs once per seed)")
+                                                     "confirmation (120-129), repeat (130-139) or a comma-separated "
+                                                     "list (each setting runs once per seed)")
     p.add_argument("--budget", default="short", choices=sorted(BUDGETS),
                    help="the children's budget: short (60 batches) or default (the default nas search's)")
     p.add_argument("--settings", default="default,random,evolution",

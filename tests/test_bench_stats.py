@@ -79,6 +79,7 @@ def test_seed_sets_never_mix():
     assert bsq.parse_seeds("reporting") == ("reporting", list(range(100, 110)))
     assert bsq.parse_seeds("replication") == ("reporting", list(range(110, 120)))
     assert bsq.parse_seeds("confirmation") == ("reporting", list(range(120, 130)))
+    assert bsq.parse_seeds("repeat") == ("reporting", list(range(130, 140)))
     assert bsq.parse_seeds("110,111") == ("reporting", [110, 111])
     assert bsq.parse_seeds("3,4") == ("tuning", [3, 4])
     assert not set(bsq.TUNING_SEEDS) & set(bsq.REPORTING_SEEDS)
