@@ -136,3 +136,23 @@ def test_the_default_budget_trains_children_like_the_default_search():
     assert (default.budget.max_batches, default.budget.max_eval_tokens) == (shipped.max_batches,
                                                                             shipped.max_eval_tokens)
     assert default.space == short.space and default.train == short.train  # only the budget differs
+
+
+def test_the_dead_children_analysis_cuts_only_dead_trained_children():
+    """bench/dead_children.py's replay: a diverged child or one that ended above the live threshold costs
+    ``stop_at`` of its work and no longer counts as completed; a live child and a reused outcome cost as before."""
+    import dead_children
+
+    def rec(i, status, ppl, reused=None):
+        return {"trial_id": f"t{i}", "index": i, "status": status, "val_ppl": ppl, "fidelity": 200, "params": 10,
+                "train_seconds": 2.0, "reused_from": reused}
+
+    records = [rec(0, "completed", 27.98), rec(1, "completed", 9.5), rec(2, "diverged", None),
+               rec(3, "completed", 27.98, reused=0)]
+    out = dead_children.stopped(records, stop_at=0.4, dead=20.0)
+    assert [r["status"] for r in out] == ["stopped", "completed", "stopped", "stopped"]
+    assert [r["fidelity"] for r in out] == [80, 200, 80, 200] and out[0]["train_seconds"] == pytest.approx(0.8)
+    assert records[0]["status"] == "completed"  # the records themselves are left as they were
+    curve = best_so_far(out)
+    assert curve["compute_work"].tolist() == [800.0, 2800.0, 3600.0, 3600.0]  # the reused outcome costs nothing
+    assert curve["best_val_ppl"].iloc[-1] == 9.5
