@@ -420,13 +420,13 @@ def main(argv: list[str] | None = None) -> str:
         overrides = json.loads(args.search_overrides)
     except json.JSONDecodeError as e:
         p.error(f"--search-overrides: not JSON ({e})")
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     for name in args.known:
         try:
             known_cell(name)
         except ValueError as e:
             p.error(f"--known: {e}")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     data = {"dataset": args.dataset, "level": args.level, **({"data_dir": args.data_dir} if args.data_dir else {})}
     seeds = list(range(args.seeds))
     if args.random_children is None:

@@ -95,3 +95,10 @@ def test_top_within_ranks_only_the_children_finished_within_the_work(tmp_path):
     assert [(c["rank"], c["search_val_ppl"]) for c in top] == [(1, 6.5), (2, 7.0), (3, 8.0)]
     top, held = e2e.top_within(Run(cfg.run_dir), work=6 * 1000, k=2)
     assert held == 6 and [c["search_val_ppl"] for c in top] == [4.0, 5.0]
+
+
+def test_an_unknown_cell_name_is_refused_before_anything_is_written(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        e2e.main(["--out", str(tmp_path / "out"), "--known", "gru"])
+    assert "--known: unknown cell name 'gru'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
