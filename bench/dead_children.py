@@ -52,10 +52,11 @@ def curves(seeds: list[int], cells: int, out: Path) -> None:
 
     torch.set_num_threads(1)
     done = {(r["seed"], r["i"]) for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
+    corpus = None
     with out.open("a") as f:
         for seed in seeds:
             cfg = config_from_dict(bsq.config_dict_for("random", seed, cells, Path("unused"), {}, 1, "default"))
-            corpus = load_corpus(cfg.data.source, cfg.data.level)
+            corpus = corpus or load_corpus(cfg.data.source, cfg.data.level)  # the same corpus for every seed
             child = cfg.child_settings()
             budget = replace(child.budget, report_at=CHECKS)
             space, rng = cfg.space.search_space(), random.Random(seed)
@@ -104,8 +105,7 @@ def stopped(records: list[dict], stop_at: float, dead: float) -> list[dict]:
 
 def simulate(folder: Path, seeds: list[int], stop_at: float, dead: float) -> None:
     def curve(setting: str, seed: int, stop: bool):
-        records = [dict(r.to_dict()) if hasattr(r, "to_dict") else dict(r)
-                   for r in read_records(folder / "runs" / f"{setting}-s{seed}" / "children.jsonl")]
+        records = read_records(folder / "runs" / f"{setting}-s{seed}" / "children.jsonl")  # stopped() copies
         return best_so_far(stopped(records, stop_at, dead) if stop else records)
 
     settings = sorted({p.name.rsplit("-s", 1)[0] for p in (folder / "runs").iterdir() if p.is_dir()} - {"random"})
