@@ -78,6 +78,15 @@ def reward_of(val_ppl: float, status: str, config: ControllerConfig) -> float:
     return reward if math.isfinite(reward) else 0.0
 
 
+def finite_reward(reward: float) -> float:
+    """``reward`` as a float; a baseline refuses one that is not finite (:func:`reward_of` maps broken children
+    to 0.0)."""
+    reward = float(reward)
+    if not math.isfinite(reward):
+        raise ValueError(f"reward: {reward!r} is not finite; map broken children to 0.0 with reward_of")
+    return reward
+
+
 @dataclass
 class EMABaseline:
     """Exponential moving average of rewards; ``value`` is None until the first reward."""
@@ -96,9 +105,7 @@ class EMABaseline:
 
     def update(self, reward: float) -> tuple[float, float]:
         """Return (baseline before this reward, advantage = reward - that baseline), then move the baseline."""
-        reward = float(reward)
-        if not math.isfinite(reward):
-            raise ValueError(f"reward: {reward!r} is not finite; map broken children to 0.0 with reward_of")
+        reward = finite_reward(reward)
         before = reward if self.value is None else self.value
         self.value = self.decay * before + (1 - self.decay) * reward
         return before, reward - before
@@ -159,7 +166,7 @@ class Baselines:
             first = mean.value is None
             before, advantage = mean.update(reward)
         else:
-            first, before, advantage = self._quantile_update(float(reward), key)
+            first, before, advantage = self._quantile_update(reward, key)
         if self.normalize:
             advantage = self._normalized(key, first, before, advantage)
         return before, (advantage if self.risk is None else max(advantage, 0.0))
@@ -167,8 +174,7 @@ class Baselines:
     def _quantile_update(self, reward: float, key: str) -> tuple[bool, float, float]:
         """(first reward of the key, the window's (1 - risk) quantile before ``reward``, their difference); then
         ``reward`` joins the window and the oldest leaves once it is full."""
-        if not math.isfinite(reward):
-            raise ValueError(f"reward: {reward!r} is not finite; map broken children to 0.0 with reward_of")
+        reward = finite_reward(reward)
         window = self.windows.setdefault(key, [])
         first = not window
         before = reward if first else quantile(window, 1 - self.risk)
