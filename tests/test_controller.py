@@ -213,6 +213,16 @@ def test_ema_baseline_arithmetic():
         EMABaseline(decay=1.0)
 
 
+@pytest.mark.parametrize("risk", [None, 0.1])
+def test_both_baselines_refuse_a_reward_that_is_not_finite_and_stay_as_they_were(risk):
+    baselines = Baselines(0.5, risk=risk)
+    baselines.update(1.0)
+    before = baselines.state_dict()
+    with pytest.raises(ValueError, match=r"reward: inf is not finite; map broken children to 0.0 with reward_of"):
+        baselines.update(math.inf)
+    assert baselines.state_dict() == before
+
+
 def test_reinforce_step_diagnostics_and_direction():
     c = make_controller(temperature=None, tanh_constant=None, lr=1e-2)
     cfg = c.config
